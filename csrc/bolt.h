@@ -1,0 +1,177 @@
+/*
+ * boltring native layer: interface-bound sockets, framed zero-copy transfer,
+ * reduce kernels and interface facts.  Plain C99.
+ *
+ * Conventions:
+ *  - every function that can fail returns a negative code: -errno for system
+ *    errors, or one of the BOLT_E* codes below for protocol errors;
+ *  - nothing here allocates per message, calls Python or keeps global state;
+ *  - all multi-byte wire fields are little-endian.
+ */
+#ifndef BOLT_H
+#define BOLT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ wire */
+
+#define BOLT_MAGIC 0x52544c42u /* "BLTR" read as a little-endian u32 */
+#define BOLT_VERSION 1u
+#define BOLT_HEADER_SIZE 32u
+/* No frame may announce more than this; checked before anything is sized. */
+#define BOLT_MAX_PAYLOAD (UINT64_C(1) << 36) /* 64 GiB */
+
+enum bolt_kind {
+    BOLT_KIND_HELLO = 1,
+    BOLT_KIND_AUTH = 2,
+    BOLT_KIND_DATA = 3,
+    BOLT_KIND_PING = 4,
+    BOLT_KIND_PONG = 5,
+    BOLT_KIND_SWITCH = 6,
+    BOLT_KIND_GOODBYE = 7,
+    BOLT_KIND_MAX = 7
+};
+
+enum bolt_flag {
+    BOLT_FLAG_CRC = 1u /* crc field holds CRC32C of the payload */
+};
+
+enum bolt_dtype {
+    BOLT_DT_RAW = 0, /* untyped bytes (control frames) */
+    BOLT_DT_BOOL = 1,
+    BOLT_DT_U8 = 2,
+    BOLT_DT_U16 = 3,
+    BOLT_DT_U32 = 4,
+    BOLT_DT_U64 = 5,
+    BOLT_DT_I8 = 6,
+    BOLT_DT_I16 = 7,
+    BOLT_DT_I32 = 8,
+    BOLT_DT_I64 = 9,
+    BOLT_DT_F16 = 10,
+    BOLT_DT_BF16 = 11,
+    BOLT_DT_F32 = 12,
+    BOLT_DT_F64 = 13,
+    BOLT_DT_C64 = 14,
+    BOLT_DT_MAX = 14
+};
+
+/* Protocol error codes (negative, away from any errno value). */
+enum bolt_err {
+    BOLT_EMAGIC = -1001,    /* header magic is not BOLT_MAGIC */
+    BOLT_EVERSION = -1002,  /* header version is not BOLT_VERSION */
+    BOLT_EKIND = -1003,     /* unknown kind, or a kind out of place */
+    BOLT_EDTYPE = -1004,    /* unknown dtype, or not the one expected */
+    BOLT_ELENGTH = -1005,   /* length over the bound, or not the one expected */
+    BOLT_ESEQ = -1006,      /* sequence number is not the one expected */
+    BOLT_ECRC = -1007,      /* payload CRC32C mismatch */
+    BOLT_EFLAGS = -1008,    /* unknown flag bits */
+    BOLT_ECLOSED = -1009,   /* orderly EOF from the peer */
+    BOLT_EGOODBYE = -1010,  /* the peer sent GOODBYE */
+    BOLT_ESLICE = -1011,    /* time slice over, progress kept: call again */
+    BOLT_ENOIF = -1012,     /* the interface to bind to does not exist */
+    BOLT_EADDR = -1013      /* the address is not a valid IPv4/IPv6 literal */
+};
+
+typedef struct {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t kind;
+    uint8_t dtype;
+    uint8_t flags;
+    uint64_t seq;
+    uint64_t length;
+    uint32_t crc;
+    uint32_t reserved; /* must be 0 */
+} bolt_header;
+
+/* Fill magic and version; the rest as given. */
+void bolt_header_init(bolt_header *h, uint8_t kind, uint8_t dtype,
+                      uint64_t seq, uint64_t length);
+void bolt_header_encode(const bolt_header *h, uint8_t out[BOLT_HEADER_SIZE]);
+/* Decode and check what a header can say about itself: magic, version,
+ * kind, dtype, flags, reserved, length bound.  0 or a BOLT_E* code. */
+int bolt_header_decode(const uint8_t in[BOLT_HEADER_SIZE], bolt_header *h);
+
+uint32_t bolt_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* --------------------------------------------------------------- sockets */
+
+/* A TCP socket bound to interface `ifname` (NULL or "" for unbound),
+ * connected to ip:port within timeout_ms.  TCP_NODELAY, no SIGPIPE, the
+ * given buffer sizes (0 keeps the OS default), left non-blocking.
+ * Returns the fd, BOLT_ENOIF, BOLT_EADDR or -errno. */
+int bolt_connect(const char *ip, uint16_t port, const char *ifname,
+                 int timeout_ms, int sndbuf, int rcvbuf);
+/* A listening TCP socket on ip:port ("0.0.0.0"/"::" for any) bound to
+ * `ifname` (NULL or "" for none).  Returns the fd or a negative code. */
+int bolt_listen(const char *ip, uint16_t port, const char *ifname,
+                int backlog);
+/* Accept one connection within timeout_ms; same options as bolt_connect.
+ * The peer's address is written to peer_ip (at least 46 bytes) and
+ * *peer_port when they are not NULL. */
+int bolt_accept(int lfd, int timeout_ms, int sndbuf, int rcvbuf,
+                char *peer_ip, size_t peer_ip_len, uint16_t *peer_port);
+/* The local address and port of a socket (for port 0 listeners). */
+int bolt_local_addr(int fd, char *ip, size_t ip_len, uint16_t *port);
+/* Index of interface `ifname`, or BOLT_ENOIF. */
+int bolt_ifindex(const char *ifname);
+/* Shut both directions down and close; errors are ignored. */
+void bolt_close(int fd);
+
+/* -------------------------------------------------------------- transfer */
+
+/* One half of a transfer on one socket.  A set of ops runs together in one
+ * poll loop (bolt_run): a 2-rank all_sum is a send op and a recv op on the
+ * same fd; a ring step sends on one fd and receives on another; striping is
+ * several ops over several fds.  The op keeps its progress, so a run that
+ * returns BOLT_ESLICE resumes where it stopped. */
+typedef struct {
+    int fd;
+    int is_send;
+    /* send: the header to send (encoded on start); recv: what is expected */
+    uint8_t kind;
+    uint8_t dtype;
+    uint8_t flags;  /* send: BOLT_FLAG_CRC computes and sends a CRC */
+    uint64_t seq;
+    /* send: payload and its length.  recv: destination and its capacity;
+     * with exact_len the frame must carry exactly `len` bytes, otherwise
+     * any length up to `len` is accepted and reported in got_len. */
+    void *buf;
+    uint64_t len;
+    int exact_len;
+    int check_seq;   /* recv: reject a frame whose seq differs */
+    int check_dtype; /* recv: reject a frame whose dtype differs */
+    /* progress, owned by bolt_run; zero it (bolt_op_*) before the first run */
+    uint8_t hdr[BOLT_HEADER_SIZE];
+    uint64_t done;   /* bytes of header + payload moved so far */
+    uint64_t got_len;
+    bolt_header got; /* recv: the header received */
+    int finished;
+} bolt_op;
+
+void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
+                  uint64_t seq, const void *buf, uint64_t len, int crc);
+void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
+                  uint64_t seq, void *buf, uint64_t len, int exact_len);
+
+/* Monotonic clock in nanoseconds. */
+int64_t bolt_now_ns(void);
+
+/* Move all ops forward until each is finished (0), the absolute deadline
+ * passes (-ETIMEDOUT), slice_ms elapses in this call (BOLT_ESLICE, progress
+ * kept), or an op fails (its code; *failed set to its index when failed is
+ * not NULL).  A negative slice_ms means no slice. */
+int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
+             int *failed);
+
+/* ---------------------------------------------------------------- reduce */
+
+enum bolt_reduce_op { BOLT_SUM = 0, BOLT_MAX = 1, BOLT_MIN = 2 };
+
+/* dst[i] = dst[i] (op) src[i] for count elements of dtype.  float16 and
+ * bfloat16 are computed in float32 and rounded to nearest-even once.
+ * Returns 0, or BOLT_EDTYPE for a dtype/op pair that has no kernel. */
+int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count);
+
+#endif
