@@ -70,7 +70,8 @@ enum bolt_err {
     BOLT_EGOODBYE = -1010,  /* the peer sent GOODBYE */
     BOLT_ESLICE = -1011,    /* time slice over, progress kept: call again */
     BOLT_ENOIF = -1012,     /* the interface to bind to does not exist */
-    BOLT_EADDR = -1013      /* the address is not a valid IPv4/IPv6 literal */
+    BOLT_EADDR = -1013,     /* the address is not a valid IPv4/IPv6 literal */
+    BOLT_ETRUNC = -1014     /* EOF in the middle of a frame */
 };
 
 typedef struct {

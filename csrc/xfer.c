@@ -1,0 +1,218 @@
+/* Framed transfer: any set of sends and receives, over one or several
+ * sockets, moved forward together in one poll loop (full duplex without
+ * threads).  Payloads go straight from and into the caller's memory. */
+#include "bolt.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#ifdef MSG_NOSIGNAL
+#define SEND_FLAGS (MSG_NOSIGNAL | MSG_DONTWAIT)
+#else
+#define SEND_FLAGS MSG_DONTWAIT /* SO_NOSIGPIPE is set on the socket */
+#endif
+
+#define MAX_OPS 64
+/* One syscall never moves more than this, so a huge buffer cannot overflow
+ * the iovec length types of any platform. */
+#define MAX_CHUNK ((uint64_t)1 << 30)
+
+int64_t bolt_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
+                  uint64_t seq, const void *buf, uint64_t len, int crc)
+{
+    bolt_header h;
+    memset(op, 0, sizeof *op);
+    op->fd = fd;
+    op->is_send = 1;
+    op->kind = kind;
+    op->dtype = dtype;
+    op->seq = seq;
+    op->buf = (void *)(uintptr_t)buf;
+    op->len = len;
+    bolt_header_init(&h, kind, dtype, seq, len);
+    if (crc) {
+        h.flags = BOLT_FLAG_CRC;
+        h.crc = bolt_crc32c(0, buf, (size_t)len);
+        op->flags = BOLT_FLAG_CRC;
+    }
+    bolt_header_encode(&h, op->hdr);
+}
+
+void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
+                  uint64_t seq, void *buf, uint64_t len, int exact_len)
+{
+    memset(op, 0, sizeof *op);
+    op->fd = fd;
+    op->kind = kind;
+    op->dtype = dtype;
+    op->seq = seq;
+    op->buf = buf;
+    op->len = len;
+    op->exact_len = exact_len;
+    op->check_seq = 1;
+    op->check_dtype = 1;
+}
+
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* Point m's iovecs at the bytes of the frame still to move: the rest of the
+ * header, then the rest of the payload.  msg_iovlen is size_t on Linux and int
+ * on macOS, so it is only ever incremented. */
+static void frame_iov(bolt_op *op, uint64_t payload_len, struct msghdr *m,
+                      struct iovec iov[2])
+{
+    memset(m, 0, sizeof *m);
+    m->msg_iov = iov;
+    if (op->done < BOLT_HEADER_SIZE) {
+        iov[0].iov_base = op->hdr + op->done;
+        iov[0].iov_len = (size_t)(BOLT_HEADER_SIZE - op->done);
+        m->msg_iovlen++;
+    }
+    uint64_t off = op->done > BOLT_HEADER_SIZE ? op->done - BOLT_HEADER_SIZE : 0;
+    if (off < payload_len) {
+        struct iovec *v = &iov[op->done < BOLT_HEADER_SIZE ? 1 : 0];
+        v->iov_base = (uint8_t *)op->buf + off;
+        v->iov_len = (size_t)min_u64(payload_len - off, MAX_CHUNK);
+        m->msg_iovlen++;
+    }
+}
+
+/* Progress a send as far as the socket takes it: 1 when done, 0 when it
+ * would block, negative on error. */
+static int step_send(bolt_op *op)
+{
+    for (;;) {
+        struct iovec iov[2];
+        struct msghdr m;
+        frame_iov(op, op->len, &m, iov);
+        if (m.msg_iovlen == 0)
+            return 1;
+        ssize_t n = sendmsg(op->fd, &m, SEND_FLAGS);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        op->done += (uint64_t)n;
+    }
+}
+
+/* Check a just-completed header against what the receive expects. */
+static int check_header(bolt_op *op)
+{
+    int rc = bolt_header_decode(op->hdr, &op->got);
+    if (rc < 0)
+        return rc;
+    if (op->got.kind != op->kind)
+        return op->got.kind == BOLT_KIND_GOODBYE ? BOLT_EGOODBYE : BOLT_EKIND;
+    if (op->check_dtype && op->got.dtype != op->dtype)
+        return BOLT_EDTYPE;
+    if (op->exact_len ? op->got.length != op->len : op->got.length > op->len)
+        return BOLT_ELENGTH;
+    if (op->check_seq && op->got.seq != op->seq)
+        return BOLT_ESEQ;
+    op->got_len = op->got.length;
+    return 0;
+}
+
+static int step_recv(bolt_op *op)
+{
+    for (;;) {
+        int had_header = op->done >= BOLT_HEADER_SIZE;
+        /* With a known size, header and payload arrive in one call; else the
+         * header comes first and says how much follows. */
+        uint64_t payload = had_header ? op->got_len : op->exact_len ? op->len : 0;
+        struct iovec iov[2];
+        struct msghdr m;
+        frame_iov(op, payload, &m, iov);
+        if (m.msg_iovlen == 0)
+            break;
+        ssize_t n = recvmsg(op->fd, &m, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 0;
+            return -errno;
+        }
+        if (n == 0)
+            return op->done > 0 ? BOLT_ETRUNC : BOLT_ECLOSED;
+        op->done += (uint64_t)n;
+        if (!had_header && op->done >= BOLT_HEADER_SIZE) {
+            int rc = check_header(op);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    if (op->got.flags & BOLT_FLAG_CRC) {
+        if (bolt_crc32c(0, op->buf, (size_t)op->got_len) != op->got.crc)
+            return BOLT_ECRC;
+    }
+    return 1;
+}
+
+int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
+             int *failed)
+{
+    struct pollfd pfd[MAX_OPS];
+    int idx[MAX_OPS];
+    if (nops < 0 || nops > MAX_OPS)
+        return -EINVAL;
+    int64_t slice_end = slice_ms >= 0 ? bolt_now_ns() + (int64_t)slice_ms * 1000000 : 0;
+    for (;;) {
+        int waiting = 0;
+        for (int i = 0; i < nops; i++) {
+            bolt_op *op = &ops[i];
+            if (op->finished)
+                continue;
+            int rc = op->is_send ? step_send(op) : step_recv(op);
+            if (rc < 0) {
+                if (failed != NULL)
+                    *failed = i;
+                return rc;
+            }
+            if (rc == 1) {
+                op->finished = 1;
+                continue;
+            }
+            pfd[waiting].fd = op->fd;
+            pfd[waiting].events = op->is_send ? POLLOUT : POLLIN;
+            pfd[waiting].revents = 0;
+            idx[waiting] = i;
+            waiting++;
+        }
+        if (waiting == 0)
+            return 0;
+        int64_t now = bolt_now_ns();
+        int64_t until = deadline_ns > 0 ? deadline_ns : INT64_MAX;
+        int sliced = slice_ms >= 0 && slice_end < until;
+        if (sliced)
+            until = slice_end;
+        if (now >= until) {
+            if (failed != NULL)
+                *failed = idx[0];
+            return sliced ? BOLT_ESLICE : -ETIMEDOUT;
+        }
+        int64_t wait_ms = until == INT64_MAX ? -1 : (until - now + 999999) / 1000000;
+        if (wait_ms > 1000000)
+            wait_ms = 1000000;
+        int n = poll(pfd, (nfds_t)waiting, (int)wait_ms);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        /* On readiness, hang-up or error the next pass lets the syscall
+         * itself say what happened. */
+    }
+}

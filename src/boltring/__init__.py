@@ -1,0 +1,33 @@
+"""boltring: interface-bound, zero-copy transport for MLX tensor-parallel traffic.
+
+A connection meant for the Thunderbolt link can only use the Thunderbolt link: if
+the link is gone, boltring fails loudly (or falls back, and says so) instead of
+letting the OS route the bytes over Wi-Fi or a VPN.
+"""
+
+from boltring.channel import Channel, Listener
+from boltring.errors import (
+    AuthError,
+    BoltError,
+    ConfigError,
+    LinkDown,
+    PeerClosed,
+    PeerLost,
+    ProtocolError,
+    Timeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "BoltError",
+    "Channel",
+    "ConfigError",
+    "LinkDown",
+    "Listener",
+    "PeerClosed",
+    "PeerLost",
+    "ProtocolError",
+    "Timeout",
+]

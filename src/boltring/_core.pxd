@@ -1,0 +1,73 @@
+# Declarations of the C layer (csrc/bolt.h), in one place.
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+
+cdef extern from "bolt.h" nogil:
+    enum:
+        BOLT_HEADER_SIZE
+        BOLT_MAGIC
+        BOLT_VERSION
+        BOLT_FLAG_CRC
+        BOLT_EMAGIC
+        BOLT_EVERSION
+        BOLT_EKIND
+        BOLT_EDTYPE
+        BOLT_ELENGTH
+        BOLT_ESEQ
+        BOLT_ECRC
+        BOLT_EFLAGS
+        BOLT_ECLOSED
+        BOLT_EGOODBYE
+        BOLT_ESLICE
+        BOLT_ENOIF
+        BOLT_EADDR
+        BOLT_ETRUNC
+
+    uint64_t BOLT_MAX_PAYLOAD
+
+    ctypedef struct bolt_header:
+        uint32_t magic
+        uint8_t version
+        uint8_t kind
+        uint8_t dtype
+        uint8_t flags
+        uint64_t seq
+        uint64_t length
+        uint32_t crc
+        uint32_t reserved
+
+    void bolt_header_init(bolt_header *h, uint8_t kind, uint8_t dtype, uint64_t seq, uint64_t length)
+    void bolt_header_encode(const bolt_header *h, uint8_t *out)
+    int bolt_header_decode(const uint8_t *inp, bolt_header *h)
+    uint32_t bolt_crc32c(uint32_t crc, const void *data, size_t len)
+
+    int bolt_connect(const char *ip, uint16_t port, const char *ifname, int timeout_ms, int sndbuf, int rcvbuf)
+    int bolt_listen(const char *ip, uint16_t port, const char *ifname, int backlog)
+    int bolt_accept(int lfd, int timeout_ms, int sndbuf, int rcvbuf, char *peer_ip, size_t peer_ip_len, uint16_t *peer_port)
+    int bolt_local_addr(int fd, char *ip, size_t ip_len, uint16_t *port)
+    int bolt_ifindex(const char *ifname)
+    void bolt_close(int fd)
+
+    ctypedef struct bolt_op:
+        int fd
+        int is_send
+        uint8_t kind
+        uint8_t dtype
+        uint8_t flags
+        uint64_t seq
+        void *buf
+        uint64_t len
+        int exact_len
+        int check_seq
+        int check_dtype
+        uint64_t done
+        uint64_t got_len
+        bolt_header got
+        int finished
+
+    void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype, uint64_t seq, const void *buf, uint64_t len, int crc)
+    void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype, uint64_t seq, void *buf, uint64_t len, int exact_len)
+    int64_t bolt_now_ns()
+    int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms, int *failed)
+
+    int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count)

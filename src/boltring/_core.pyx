@@ -1,0 +1,288 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Private bridge to csrc/: buffers in, C calls without the GIL, codes out as exceptions.
+
+Users never import this; boltring.channel and the layers above it do.
+"""
+
+from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
+from libc.string cimport memset
+
+import errno as _errno
+import os as _os
+
+from boltring import errors as _errors
+
+KIND_HELLO = 1
+KIND_AUTH = 2
+KIND_DATA = 3
+KIND_PING = 4
+KIND_PONG = 5
+KIND_SWITCH = 6
+KIND_GOODBYE = 7
+KIND_NAMES = {1: "HELLO", 2: "AUTH", 3: "DATA", 4: "PING", 5: "PONG", 6: "SWITCH", 7: "GOODBYE"}
+
+HEADER_SIZE = BOLT_HEADER_SIZE
+MAX_PAYLOAD = BOLT_MAX_PAYLOAD
+MAX_OPS = 64
+
+# A blocking call gives Python its signals back this often (Ctrl-C stays prompt).
+cdef int SLICE_MS = 100
+
+_PROTOCOL_CODES = {
+    BOLT_EMAGIC: "bad magic (not a boltring frame)",
+    BOLT_EVERSION: "unsupported protocol version",
+    BOLT_EKIND: "unexpected frame kind",
+    BOLT_EDTYPE: "unexpected dtype",
+    BOLT_ELENGTH: "unexpected payload length",
+    BOLT_ESEQ: "unexpected sequence number",
+    BOLT_ECRC: "payload CRC32C mismatch",
+    BOLT_EFLAGS: "unknown header flags",
+    BOLT_ETRUNC: "truncated frame: the connection ended in the middle of it",
+}
+
+_LINK_ERRNOS = {
+    _errno.ENODEV, _errno.ENETDOWN, _errno.ENETUNREACH, _errno.EHOSTUNREACH,
+    _errno.EADDRNOTAVAIL, _errno.ECONNREFUSED, _errno.ENXIO,
+}
+_PEER_ERRNOS = {_errno.ECONNRESET, _errno.EPIPE, _errno.ECONNABORTED, _errno.ENOTCONN}
+
+
+def error_for(int rc, str where):
+    """The exception for a negative code from C, its message naming `where`."""
+    if rc == BOLT_ENOIF:
+        return _errors.LinkDown(f"{where}: the interface is missing; nothing is sent another way "
+                                "(bring the link up, or allow a fallback path)")
+    if rc == BOLT_EADDR:
+        return _errors.ConfigError(f"{where}: not an IPv4 or IPv6 address")
+    if rc == BOLT_ECLOSED:
+        return _errors.PeerLost(f"{where}: the peer closed the connection without GOODBYE "
+                                "(it crashed or was killed); restart it and form the group again")
+    if rc == BOLT_EGOODBYE:
+        return _errors.PeerClosed(f"{where}: the peer said GOODBYE (it closed on purpose)")
+    if rc in _PROTOCOL_CODES:
+        return _errors.ProtocolError(f"{where}: {_PROTOCOL_CODES[rc]}")
+    cdef int e = -rc
+    msg = f"{where}: {_os.strerror(e)} (errno {e})"
+    if e == _errno.ETIMEDOUT:
+        return _errors.Timeout(f"{where}: deadline passed; the peer or the link is not answering")
+    if e in _LINK_ERRNOS:
+        return _errors.LinkDown(msg)
+    if e in _PEER_ERRNOS:
+        return _errors.PeerLost(msg + "; the peer is gone")
+    return _errors.BoltError(msg)
+
+
+cdef int64_t _deadline(timeout_s) except? -1:
+    if timeout_s is None:
+        return 0
+    if timeout_s < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout_s}")
+    return bolt_now_ns() + <int64_t>(timeout_s * 1e9) + 1
+
+
+cdef int _timeout_ms(double timeout_s) except -1:
+    if timeout_s < 0:
+        raise ValueError(f"timeout must be >= 0, not {timeout_s}")
+    return <int>min(timeout_s * 1000.0, 2147483647.0)
+
+
+cdef bytes _name(str iface):
+    return b"" if not iface else iface.encode()
+
+
+def ifindex(str iface):
+    """Index of interface `iface`; LinkDown if there is none."""
+    cdef bytes b = iface.encode()
+    cdef int rc = bolt_ifindex(b)
+    if rc < 0:
+        raise error_for(rc, f"interface {iface}")
+    return rc
+
+
+def connect(str ip, int port, str iface=None, double timeout_s=10.0, int sndbuf=0, int rcvbuf=0):
+    """A connected TCP socket fd bound to `iface`, within timeout_s."""
+    cdef bytes bip = ip.encode(), bif = _name(iface)
+    cdef const char *cip = bip
+    cdef const char *cif = bif
+    cdef int ms = _timeout_ms(timeout_s), rc
+    with nogil:
+        rc = bolt_connect(cip, <uint16_t>port, cif, ms, sndbuf, rcvbuf)
+    if rc < 0:
+        raise error_for(rc, f"connect to {ip}:{port} via {iface or 'any interface'}")
+    return rc
+
+
+def listen(str ip, int port, str iface=None, int backlog=16):
+    """A listening socket fd on ip:port bound to `iface`."""
+    cdef bytes bip = ip.encode(), bif = _name(iface)
+    cdef int rc = bolt_listen(bip, <uint16_t>port, bif, backlog)
+    if rc < 0:
+        raise error_for(rc, f"listen on {ip}:{port} via {iface or 'any interface'}")
+    return rc
+
+
+def accept(int lfd, double timeout_s, int sndbuf=0, int rcvbuf=0, str where="listener"):
+    """(fd, peer_ip, peer_port) of the next connection, within timeout_s."""
+    cdef char ip[64]
+    cdef uint16_t port = 0
+    cdef int ms = _timeout_ms(timeout_s), rc
+    memset(ip, 0, sizeof(ip))
+    while True:
+        with nogil:
+            rc = bolt_accept(lfd, min(ms, SLICE_MS), sndbuf, rcvbuf, ip, sizeof(ip), &port)
+        if rc == -_errno.ETIMEDOUT and ms > SLICE_MS:
+            ms -= SLICE_MS
+            PyErr_CheckSignals()
+            continue
+        break
+    if rc < 0:
+        raise error_for(rc, f"accept on {where}")
+    return rc, ip.decode(), port
+
+
+def local_addr(int fd):
+    """(ip, port) a socket is bound to."""
+    cdef char ip[64]
+    cdef uint16_t port = 0
+    memset(ip, 0, sizeof(ip))
+    cdef int rc = bolt_local_addr(fd, ip, sizeof(ip), &port)
+    if rc < 0:
+        raise error_for(rc, f"socket {fd}")
+    return ip.decode(), port
+
+
+def close(int fd):
+    """Shut a socket down both ways and close it."""
+    bolt_close(fd)
+
+
+cdef str _op_detail(int rc, bolt_op *op):
+    if rc == BOLT_ETRUNC:
+        return f" (after {op.done} bytes)"
+    if rc == BOLT_ELENGTH:
+        return f" (expected {'' if op.exact_len else 'at most '}{op.len} bytes, frame says {op.got.length})"
+    if rc == BOLT_ESEQ:
+        return f" (expected sequence {op.seq}, got {op.got.seq})"
+    if rc == BOLT_EDTYPE:
+        return f" (expected dtype code {op.dtype}, got {op.got.dtype})"
+    if rc == BOLT_EKIND:
+        return (f" (expected {KIND_NAMES.get(op.kind, op.kind)}, "
+                f"got {KIND_NAMES.get(op.got.kind, op.got.kind)})")
+    return ""
+
+
+def transfer(list sends, list recvs, uint8_t kind, uint8_t dtype, uint64_t send_seq,
+             uint64_t recv_seq, timeout_s=10.0, bint crc=False, bint exact=True):
+    """Send and receive framed buffers at once, in one poll loop.
+
+    `sends` and `recvs` are lists of (fd, buffer, label); each send buffer goes out
+    as one frame, each receive buffer is filled by one frame straight into its
+    memory.  Frames carry `send_seq`; received ones must carry `recv_seq`.  With
+    `exact` a received frame must be exactly the buffer's size; otherwise up to it.  Returns the received payload lengths.  Raises the
+    BoltError for the first op that fails, naming its label.
+    """
+    cdef int nsend = len(sends), nrecv = len(recvs), n = nsend + nrecv
+    if n > MAX_OPS:
+        raise ValueError(f"at most {MAX_OPS} ops in one transfer, got {n}")
+    cdef bolt_op ops[64]
+    cdef Py_buffer views[64]
+    cdef int held = 0, i, rc = 0, failed = -1
+    cdef int64_t deadline = _deadline(timeout_s)
+    labels = []
+    try:
+        for i in range(n):
+            fd, buf, label = sends[i] if i < nsend else recvs[i - nsend]
+            labels.append(label)
+            PyObject_GetBuffer(buf, &views[i], PyBUF_C_CONTIGUOUS | (0 if i < nsend else PyBUF_WRITABLE))
+            held += 1
+            if i < nsend:
+                bolt_op_send(&ops[i], fd, kind, dtype, send_seq, views[i].buf, <uint64_t>views[i].len, crc)
+            else:
+                bolt_op_recv(&ops[i], fd, kind, dtype, recv_seq, views[i].buf, <uint64_t>views[i].len, exact)
+        while True:
+            with nogil:
+                rc = bolt_run(ops, n, deadline, SLICE_MS, &failed)
+            if rc != BOLT_ESLICE:
+                break
+            PyErr_CheckSignals()
+        if rc < 0:
+            if 0 <= failed < n:
+                raise error_for_op(rc, labels[failed], &ops[failed])
+            raise error_for(rc, "transfer")
+        return [ops[i].got_len for i in range(nsend, n)]
+    finally:
+        for i in range(held):
+            PyBuffer_Release(&views[i])
+
+
+cdef object error_for_op(int rc, str where, bolt_op *op):
+    exc = error_for(rc, where)
+    if op != NULL and isinstance(exc, _errors.ProtocolError):
+        exc = _errors.ProtocolError(str(exc) + _op_detail(rc, op))
+    return exc
+
+
+# ------------------------------------------------------------------ headers
+
+def encode_header(uint8_t kind, uint8_t dtype, uint64_t seq, uint64_t length, crc=None):
+    """The 32 wire bytes of a frame header (for tests and raw peers)."""
+    cdef bolt_header h
+    cdef uint8_t out[32]
+    bolt_header_init(&h, kind, dtype, seq, length)
+    if crc is not None:
+        h.flags = BOLT_FLAG_CRC
+        h.crc = crc
+    bolt_header_encode(&h, out)
+    return bytes(out[:32])
+
+
+def decode_header(const uint8_t[:] data):
+    """(kind, dtype, flags, seq, length, crc) of 32 header bytes; ProtocolError if invalid."""
+    cdef bolt_header h
+    if data.shape[0] != BOLT_HEADER_SIZE:
+        raise _errors.ProtocolError(f"a header is {BOLT_HEADER_SIZE} bytes, got {data.shape[0]}")
+    cdef int rc = bolt_header_decode(&data[0], &h)
+    if rc < 0:
+        raise error_for(rc, "header")
+    return h.kind, h.dtype, h.flags, h.seq, h.length, h.crc
+
+
+def crc32c(data, unsigned int crc=0):
+    """CRC32C (Castagnoli) of a buffer."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
+    try:
+        with nogil:
+            crc = bolt_crc32c(crc, view.buf, <size_t>view.len)
+        return crc
+    finally:
+        PyBuffer_Release(&view)
+
+
+# ------------------------------------------------------------------- reduce
+
+REDUCE_SUM = 0
+REDUCE_MAX = 1
+REDUCE_MIN = 2
+
+
+def reduce(int op, int dtype, int itemsize, dst, src):
+    """dst = dst (op) src elementwise, in place, for buffers of one dtype code."""
+    cdef Py_buffer d, s
+    cdef int rc
+    PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    try:
+        PyObject_GetBuffer(src, &s, PyBUF_C_CONTIGUOUS)
+        try:
+            if d.len != s.len or itemsize <= 0 or d.len % itemsize:
+                raise ValueError(f"reduce of {s.len} bytes into {d.len} bytes (itemsize {itemsize})")
+            with nogil:
+                rc = bolt_reduce(op, dtype, d.buf, s.buf, <size_t>(d.len // itemsize))
+            if rc < 0:
+                raise TypeError(f"no reduce kernel for op {op} on dtype code {dtype}")
+        finally:
+            PyBuffer_Release(&s)
+    finally:
+        PyBuffer_Release(&d)

@@ -1,0 +1,57 @@
+"""Shared fixtures: loopback channel pairs and the namespace marker's skip rule."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from boltring.channel import Channel, Listener
+
+
+def _netns_reason() -> str | None:
+    if sys.platform != "linux":
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "needs root for network namespaces"
+    if shutil.which("ip") is None:
+        return "needs iproute2's ip"
+    name = f"brl-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True)
+    if made.returncode != 0:
+        return f"ip netns add failed: {made.stderr.decode().strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    needs = [item for item in items if "netns" in item.keywords]
+    if not needs:
+        return
+    reason = _netns_reason()
+    if reason:
+        for item in needs:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def channel_pair():
+    """(client, server) Channels over loopback, the client bound to `lo`."""
+    with Listener("127.0.0.1:0") as listener:
+        client = Channel.connect(listener.endpoint, iface="lo", timeout=5)
+        server = listener.accept(timeout=5)
+    client.timeout = server.timeout = 10
+    yield client, server
+    client.close(goodbye=False)
+    server.close(goodbye=False)
+
+
+@pytest.fixture
+def background():
+    """Run one blocking call in the background while the test does the other side."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield pool

@@ -1,0 +1,196 @@
+"""Channel: framed, interface-bound, zero-copy transfer of MLX arrays."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import tracemalloc
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from boltring import dtypes
+from boltring.channel import Channel, Listener
+from boltring.errors import BoltError, LinkDown, PeerClosed, PeerLost, ProtocolError, Timeout
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def random_array(shape: tuple[int, ...], dtype: mx.Dtype, seed: int) -> mx.array:
+    """Random bit patterns of any dtype (NaNs and odd bools included), evaluated
+    here: MLX evaluation is not for two threads at once."""
+    n = int(np.prod(shape)) * dtypes.itemsize(dtype)
+    raw = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
+    x = mx.array(raw).view(dtype).reshape(shape)
+    mx.eval(x)
+    return x
+
+
+def ready(x: mx.array) -> mx.array:
+    """Evaluate here: an MLX array can only be evaluated on the thread that made it."""
+    mx.eval(x)
+    return x
+
+
+def address_of(x: mx.array) -> int:
+    view = memoryview(x)
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) if view.nbytes else 0
+
+
+shapes = st.lists(st.integers(0, 17), min_size=0, max_size=4).map(tuple)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dtype=st.sampled_from(dtypes.ALL), shape=shapes, seed=st.integers(0, 2**32 - 1))
+def test_every_dtype_and_shape_round_trips_bit_exactly(channel_pair, background, dtype, shape, seed):
+    client, server = channel_pair
+    x = random_array(shape, dtype, seed)
+    sent = background.submit(client.send, x)
+    y = server.recv(shape, dtype)
+    sent.result(timeout=10)
+    assert y.dtype == dtype and y.shape == shape
+    assert bytes(memoryview(y)) == bytes(memoryview(x))
+
+
+def test_recv_into_fills_the_destination_arrays_own_memory(channel_pair, background):
+    client, server = channel_pair
+    out = mx.zeros((256, 1024), mx.bfloat16)
+    before = address_of(out)
+    x = random_array((256, 1024), mx.bfloat16, 1)
+    background.submit(client.send, x)
+    got = server.recv_into(ready(out))
+    assert got is out
+    assert address_of(out) == before
+    assert bytes(memoryview(out)) == bytes(memoryview(x))
+
+
+def test_sending_64_mib_allocates_no_payload_sized_python_memory(channel_pair, background):
+    client, server = channel_pair
+    x = random_array((16 << 20,), mx.float32, 2)
+    out = mx.zeros((16 << 20,), mx.float32)
+    memoryview(x), memoryview(out)  # evaluate both before measuring
+    gc.collect()
+    tracemalloc.start()
+    try:
+        received = background.submit(server.recv_into, out)
+        client.send(x)
+        received.result(timeout=30)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"peak Python allocation {peak} bytes while moving 64 MiB"
+    assert bytes(memoryview(out)) == bytes(memoryview(x))
+
+
+def test_exchange_is_full_duplex_for_large_buffers(channel_pair, background):
+    """Both sides send 64 MiB at once: only a send and receive in one poll loop
+    can finish without deadlocking on full socket buffers."""
+    client, server = channel_pair
+    a, b = random_array((1 << 24,), mx.float32, 3), random_array((1 << 24,), mx.float32, 4)
+    out_a, out_b = ready(mx.zeros_like(a)), ready(mx.zeros_like(b))
+    other = background.submit(server.exchange, b, out_b)
+    client.exchange(a, out_a)
+    other.result(timeout=30)
+    assert bytes(memoryview(out_a)) == bytes(memoryview(b))
+    assert bytes(memoryview(out_b)) == bytes(memoryview(a))
+
+
+def test_non_contiguous_arrays_are_sent_as_their_logical_values(channel_pair, background):
+    client, server = channel_pair
+    x = mx.arange(12, dtype=mx.float32).reshape(3, 4).T
+    background.submit(client.send, ready(x))
+    assert server.recv((4, 3), mx.float32).tolist() == x.tolist()
+    b = ready(mx.broadcast_to(mx.array([7], mx.int32), (5,)))
+    background.submit(client.send, b)
+    assert server.recv((5,), mx.int32).tolist() == [7] * 5
+
+
+def test_lazy_arrays_are_evaluated_before_sending(channel_pair, background):
+    client, server = channel_pair
+    x = mx.arange(1000, dtype=mx.float32) * 3 + 1
+    received = background.submit(server.recv_into, ready(mx.zeros((1000,), mx.float32)))
+    client.send(x)
+    assert mx.array_equal(received.result(timeout=10), mx.arange(1000) * 3 + 1).item()
+
+
+def test_wrong_size_is_a_protocol_error_naming_both_sizes(channel_pair, background):
+    client, server = channel_pair
+    background.submit(client.send, ready(mx.zeros((10,), mx.float32)))
+    with pytest.raises(ProtocolError, match="expected 44 bytes, frame says 40"):
+        server.recv((11,), mx.float32)
+
+
+def test_wrong_dtype_is_a_protocol_error(channel_pair, background):
+    client, server = channel_pair
+    background.submit(client.send, ready(mx.zeros((10,), mx.float32)))
+    with pytest.raises(ProtocolError, match="dtype"):
+        server.recv((10,), mx.int32)
+
+
+def test_a_broken_channel_refuses_further_use(channel_pair, background):
+    client, server = channel_pair
+    background.submit(client.send, ready(mx.zeros((10,), mx.float32)))
+    with pytest.raises(ProtocolError):
+        server.recv((10,), mx.int32)
+    with pytest.raises(PeerLost, match="broke earlier"):
+        server.recv((10,), mx.float32)
+
+
+def test_goodbye_raises_peer_closed_at_once(channel_pair):
+    client, server = channel_pair
+    client.close()
+    with pytest.raises(PeerClosed, match="GOODBYE"):
+        server.recv((1,), mx.float32, timeout=5)
+
+
+def test_a_vanished_peer_raises_peer_lost(channel_pair):
+    client, server = channel_pair
+    client.close(goodbye=False)
+    with pytest.raises(PeerLost, match="without GOODBYE"):
+        server.recv((1,), mx.float32, timeout=5)
+
+
+def test_silence_past_the_deadline_raises_timeout(channel_pair):
+    _, server = channel_pair
+    with pytest.raises(Timeout) as info:
+        server.recv((1,), mx.float32, timeout=0.3)
+    assert isinstance(info.value, TimeoutError)
+    assert "127.0.0.1" in str(info.value)
+
+
+def test_binding_to_a_missing_interface_fails_at_once_naming_it():
+    with Listener("127.0.0.1:0") as listener:
+        with pytest.raises(LinkDown, match="nosuch0") as info:
+            Channel.connect(listener.endpoint, iface="nosuch0", timeout=5)
+    assert isinstance(info.value, ConnectionError)
+
+
+def test_connect_to_a_closed_port_is_link_down():
+    with Listener("127.0.0.1:0") as listener:
+        addr = listener.endpoint
+    with pytest.raises(LinkDown, match="refused"):
+        Channel.connect(addr, timeout=5)
+
+
+def test_accept_with_no_peer_times_out():
+    with Listener("127.0.0.1:0") as listener, pytest.raises(Timeout, match="accept"):
+        listener.accept(timeout=0.2)
+
+
+def test_control_frames_carry_small_payloads(channel_pair, background):
+    from boltring import _core
+
+    client, server = channel_pair
+    background.submit(client.send_control, _core.KIND_HELLO, b"hello there")
+    assert server.recv_control(_core.KIND_HELLO, 64) == b"hello there"
+    background.submit(client.send_control, _core.KIND_HELLO, b"x" * 65)
+    with pytest.raises(ProtocolError, match="at most 64 bytes"):
+        server.recv_control(_core.KIND_HELLO, 64)
+
+
+def test_errors_are_one_hierarchy():
+    for cls in (LinkDown, PeerLost, PeerClosed, Timeout, ProtocolError):
+        assert issubclass(cls, BoltError)
