@@ -530,7 +530,7 @@ static int32_t netmask_prefix(const struct sockaddr *mask, int family)
         full = 16;
     }
 #ifdef __APPLE__
-    avail = mask->sa_len > off ? (size_t)mask->sa_len - off : 0;
+    avail = (size_t)mask->sa_len > off ? (size_t)mask->sa_len - off : 0;
 #else
     avail = full;
 #endif
