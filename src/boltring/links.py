@@ -24,8 +24,8 @@ Classification rules, first match wins (``classify``):
    test lab's convention too); the OS says the medium is Thunderbolt (macOS
    ``SIOCGIFTYPE`` subfamily "IP over Thunderbolt"); a macOS hardware port named
    ``Thunderbolt ...`` (``networksetup -listallhardwareports``); a bridge whose members
-   are all Thunderbolt by the rules before; on macOS, ``bridge0`` with members of
-   which none is known to be something else (macOS creates ``bridge0`` for its
+   are all Thunderbolt by the rules before (or forced so by an override); on macOS,
+   ``bridge0`` with members of which none is known (or forced) to be something else (macOS creates ``bridge0`` for its
    "Thunderbolt Bridge" service; other bridges are ``bridge100``+).
 4. VPN: names ``utun*``, ``tailscale*``, ``wg*``; driver ``tun`` or ``wireguard``; any
    address in 100.64.0.0/10 (carrier-grade NAT, Tailscale's IPv4) or fd7a:115c:a1e0::/48
@@ -48,15 +48,15 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 try:  # the package-wide hierarchy, once errors.py is on the branch
     from .errors import ConfigError
 except ImportError:  # pragma: no cover - only before errors.py is merged
-    ConfigError = ValueError  # type: ignore[misc,assignment]
+    ConfigError = ValueError  # type: ignore[misc,assignment,unused-ignore]
 
 __all__ = [
     "ENV_VAR",
@@ -76,8 +76,8 @@ __all__ = [
 
 ENV_VAR = "BOLTRING_IFACE_KIND"
 
-IfAddress = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
-PeerAddress = Union[str, ipaddress.IPv4Address, ipaddress.IPv6Address]
+IfAddress = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+PeerAddress = str | ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _VPN_NETS = (
     ipaddress.ip_network("100.64.0.0/10"),  # RFC 6598 CGNAT; Tailscale IPv4
@@ -206,6 +206,18 @@ def _known_not_thunderbolt(iface: Interface) -> bool:
     return bool(port) and not port.startswith("thunderbolt")
 
 
+def _member_evidence(
+    name: str,
+    member: Interface | None,
+    overrides: Mapping[str, tuple[LinkKind, str]] | None,
+) -> str | None:
+    """Why a bridge member is Thunderbolt; an override of the member decides first."""
+    if overrides and name in overrides:
+        kind, source = overrides[name]
+        return f"forced by {source}" if kind is LinkKind.THUNDERBOLT else None
+    return _thunderbolt_evidence(member) if member is not None else None
+
+
 def classify(
     iface: Interface,
     table: Mapping[str, Interface] | None = None,
@@ -230,7 +242,7 @@ def classify(
         return LinkKind.THUNDERBOLT, why
     if iface.is_bridge and iface.members:
         members = [table.get(m) for m in iface.members]
-        reasons = [_thunderbolt_evidence(m) if m else None for m in members]
+        reasons = [_member_evidence(n, m, overrides) for n, m in zip(iface.members, members)]
         if all(reasons):
             return LinkKind.THUNDERBOLT, (
                 "bridge of Thunderbolt ports: "
@@ -239,7 +251,12 @@ def classify(
         if (
             platform == "darwin"
             and iface.name == "bridge0"
-            and not any(m is not None and _known_not_thunderbolt(m) for m in members)
+            and not any(
+                _known_not_thunderbolt(m)
+                or (overrides is not None and m.name in overrides)  # forced to a non-TB kind
+                for m in members
+                if m is not None
+            )
         ):
             return LinkKind.THUNDERBOLT, (
                 "macOS bridge0 is the Thunderbolt Bridge (convention; members "
@@ -416,7 +433,7 @@ def snapshot() -> dict[str, Any]:
     Raises RuntimeError naming the fix when the native module was not built.
     """
     try:
-        from ._netinfo import ffi, lib  # type: ignore[import-not-found]
+        from ._netinfo import ffi, lib  # type: ignore[import-not-found,unused-ignore]
     except ImportError as exc:
         raise RuntimeError(
             "boltring._netinfo is not built: install boltring with pip (it compiles "

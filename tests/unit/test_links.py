@@ -178,6 +178,19 @@ def test_mac_bridge_with_non_thunderbolt_member_is_not_thunderbolt() -> None:
     assert table(s)["bridge0"].kind is LinkKind.OTHER
 
 
+def test_member_overrides_count_for_the_bridge() -> None:
+    s = _mac_without_ports()
+    assert table(s, overrides={"en3": "ethernet"})["bridge0"].kind is LinkKind.OTHER
+    for rec in s["interfaces"]:
+        if rec["name"] in ("en2", "en3"):
+            rec["medium"] = "unknown"
+    s["platform"] = "linux"  # no bridge0 convention: only the overrides can decide
+    assert table(s)["bridge0"].kind is LinkKind.OTHER
+    forced = table(s, env={"BOLTRING_IFACE_KIND": "en2:thunderbolt,en3:thunderbolt"})
+    assert forced["bridge0"].kind is LinkKind.THUNDERBOLT
+    assert "forced by BOLTRING_IFACE_KIND" in forced["bridge0"].reason
+
+
 def test_mac_en0_needs_evidence() -> None:
     """A Mac's en0 is Wi-Fi on laptops, Ethernet on desktops: never by name alone."""
     s = _mac_without_ports()

@@ -23,8 +23,8 @@ import pytest
 netinfo = pytest.importorskip(
     "boltring._netinfo", reason="boltring._netinfo not built (python src/boltring/_netinfo_build.py)"
 )
-from boltring import links  # noqa: E402
-from boltring.links import LinkKind  # noqa: E402
+from boltring import links
+from boltring.links import LinkKind
 
 ffi, lib = netinfo.ffi, netinfo.lib
 ROOT = Path(__file__).resolve().parent.parent.parent
