@@ -176,3 +176,74 @@ enum bolt_reduce_op { BOLT_SUM = 0, BOLT_MAX = 1, BOLT_MIN = 2 };
 int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count);
 
 #endif
+
+/* ---- netinfo ---- */
+/*
+ * Interface facts the Python stdlib lacks, for link discovery (csrc/netinfo.c,
+ * built by cffi as boltring._netinfo).  Everything is copied into caller
+ * buffers of fixed-size records; nothing is kept between calls.
+ *
+ * Both listing calls take a capacity and write the number of records that
+ * exist to *needed.  They return that number when it fits, -ENOSPC when it
+ * does not (the first `cap` records are still written: call again with
+ * *needed, plus slack, since interfaces come and go), or another -errno.
+ * This section sits outside BOLT_H's guard so it can be read on its own.
+ */
+#ifndef BOLT_NETINFO_H
+#define BOLT_NETINFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BOLT_NI_NAME_LEN 16    /* IFNAMSIZ on Linux and macOS */
+#define BOLT_NI_DRIVER_LEN 32  /* ethtool_drvinfo.driver */
+#define BOLT_NI_ADDR_LEN 46    /* INET6_ADDRSTRLEN */
+#define BOLT_NI_MAX_MEMBERS 16 /* bridge members kept per bridge */
+
+/* bolt_ni_iface.flags */
+#define BOLT_NI_UP 1          /* administratively up (IFF_UP) */
+#define BOLT_NI_RUNNING 2     /* link usable (IFF_RUNNING) */
+#define BOLT_NI_LOOPBACK 4    /* IFF_LOOPBACK */
+#define BOLT_NI_POINTOPOINT 8 /* IFF_POINTOPOINT */
+#define BOLT_NI_BRIDGE 16     /* a bridge: members[] says of what */
+
+/* bolt_ni_iface.medium: only what the OS states, never guessed from names.
+ * Linux: WIFI from sysfs wireless/phy80211.  macOS: SIOCGIFFUNCTIONALTYPE
+ * and SIOCGIFTYPE's subfamily (THUNDERBOLT for IP over Thunderbolt). */
+#define BOLT_NI_MEDIUM_UNKNOWN 0
+#define BOLT_NI_MEDIUM_WIRED 1
+#define BOLT_NI_MEDIUM_WIFI 2
+#define BOLT_NI_MEDIUM_THUNDERBOLT 3
+#define BOLT_NI_MEDIUM_CELLULAR 4
+#define BOLT_NI_MEDIUM_BLUETOOTH 5
+#define BOLT_NI_MEDIUM_LOOPBACK 6
+
+typedef struct {
+    char name[BOLT_NI_NAME_LEN];
+    uint32_t index;
+    uint32_t flags;      /* BOLT_NI_* */
+    int32_t mtu;         /* -1 unknown */
+    int32_t medium;      /* BOLT_NI_MEDIUM_* */
+    int32_t link_type;   /* Linux ARPHRD_*, macOS IFT_*; -1 unknown */
+    int32_t n_members;   /* bridges: member count (may exceed
+                          * BOLT_NI_MAX_MEMBERS: only that many kept);
+                          * -1 not a bridge or not readable */
+    int64_t speed_mbps;  /* -1 unknown */
+    char driver[BOLT_NI_DRIVER_LEN]; /* "" unknown (always on macOS) */
+    char members[BOLT_NI_MAX_MEMBERS][BOLT_NI_NAME_LEN];
+} bolt_ni_iface;
+
+typedef struct {
+    uint32_t index;      /* interface index */
+    int32_t family;      /* 4 or 6 (not AF_*: those differ by OS) */
+    int32_t prefixlen;
+    uint32_t scope_id;   /* IPv6 scope (link-local), else 0 */
+    char addr[BOLT_NI_ADDR_LEN]; /* numeric, without %scope */
+} bolt_ni_addr;
+
+/* Every interface (up or not) with its facts. */
+int bolt_ni_interfaces(bolt_ni_iface *out, size_t cap, size_t *needed);
+/* Every IPv4/IPv6 address with its interface index and prefix length. */
+int bolt_ni_addresses(bolt_ni_addr *out, size_t cap, size_t *needed);
+
+#endif /* BOLT_NETINFO_H */

@@ -1,0 +1,195 @@
+"""boltring._netinfo on this machine: the native facts agree with what the kernel says
+elsewhere (socket.if_nametoindex, /sys), the buffer protocol (-ENOSPC + needed count)
+holds, the C is warning-clean, and -- as root -- discovery inside a fresh network
+namespace sees a veth named like the lab's fast link.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+netinfo = pytest.importorskip(
+    "boltring._netinfo", reason="boltring._netinfo not built (python src/boltring/_netinfo_build.py)"
+)
+from boltring import links
+from boltring.links import LinkKind
+
+ffi, lib = netinfo.ffi, netinfo.lib
+ROOT = Path(__file__).resolve().parent.parent.parent
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux facts")
+
+
+def test_lo_is_found_with_its_address_and_index() -> None:
+    by_name = {i.name: i for i in links.interfaces()}
+    lo_name = "lo" if "lo" in by_name else "lo0"
+    lo = by_name[lo_name]
+    assert lo.index == socket.if_nametoindex(lo_name)
+    assert ipaddress.ip_interface("127.0.0.1/8") in lo.addresses
+    assert lo.kind is LinkKind.LOOPBACK and lo.up
+
+
+def test_every_index_matches_the_stdlib() -> None:
+    ifs = links.interfaces()
+    assert {i.name: i.index for i in ifs} == {n: x for x, n in socket.if_nameindex()}
+
+
+@linux_only
+def test_lo_mtu_matches_sysfs() -> None:
+    lo = {i.name: i for i in links.interfaces()}["lo"]
+    assert lo.mtu == int(Path("/sys/class/net/lo/mtu").read_text())
+
+
+@linux_only
+def test_speed_and_driver_match_sysfs_where_known() -> None:
+    for iface in links.interfaces():
+        speed = Path(f"/sys/class/net/{iface.name}/speed")
+        try:
+            raw = int(speed.read_text())
+        except (OSError, ValueError):
+            raw = -1
+        assert iface.speed_mbps == (raw if raw > 0 else None), iface.name
+        drv = Path(f"/sys/class/net/{iface.name}/device/driver")
+        if drv.exists() and iface.driver is not None:
+            # ethtool's name and the sysfs module name agree up to - vs _
+            assert iface.driver.replace("-", "_") == drv.resolve().name.replace("-", "_")
+
+
+def test_too_small_buffer_says_how_much() -> None:
+    needed = ffi.new("size_t *")
+    assert lib.bolt_ni_interfaces(ffi.NULL, 0, needed) == -errno.ENOSPC
+    n = int(needed[0])
+    assert n >= 1
+    one = ffi.new("bolt_ni_iface[1]")
+    rc = lib.bolt_ni_interfaces(one, 1, needed)
+    assert rc == (1 if n == 1 else -errno.ENOSPC)
+    assert ffi.string(one[0].name)  # the first record is still written
+    buf = ffi.new("bolt_ni_iface[]", n + 4)
+    assert lib.bolt_ni_interfaces(buf, n + 4, needed) == int(needed[0])
+
+    assert lib.bolt_ni_addresses(ffi.NULL, 0, needed) == -errno.ENOSPC
+    assert int(needed[0]) >= 1  # at least 127.0.0.1
+
+
+def test_null_buffer_with_capacity_is_einval() -> None:
+    needed = ffi.new("size_t *")
+    assert lib.bolt_ni_interfaces(ffi.NULL, 4, needed) == -errno.EINVAL
+    assert lib.bolt_ni_addresses(ffi.NULL, 4, needed) == -errno.EINVAL
+    assert lib.bolt_ni_addresses(ffi.new("bolt_ni_addr[2]"), 2, ffi.NULL) in (-errno.ENOSPC, 1, 2)
+
+
+def test_snapshot_is_json_and_reloads() -> None:
+    snap = links.snapshot()
+    again = links.interfaces_from_snapshot(json.loads(json.dumps(snap)), env={})
+    assert [i.name for i in again] == [i.name for i in links.interfaces()]
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_netinfo_c_is_warning_clean() -> None:
+    """C99 with -Wall -Wextra -Wconversion, as the project requires of csrc/."""
+    res = subprocess.run(
+        ["cc", "-std=c99", "-Wall", "-Wextra", "-Wconversion", "-Werror", "-fsyntax-only",
+         "-I", str(ROOT / "csrc"), str(ROOT / "csrc" / "netinfo.c")],
+        capture_output=True, text=True, check=False,
+    )
+    assert res.returncode == 0, res.stderr
+
+
+# ---------------------------------------------------------------- namespace
+
+NS = "brl-links-test"
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=20)
+
+
+def _wait_carrier(dev: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        res = subprocess.run(["ip", "-n", NS, "-br", "link", "show", dev],
+                             capture_output=True, text=True, check=False)
+        if "NO-CARRIER" not in res.stdout and "LOWER_UP" in res.stdout:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{dev} in {NS} got no carrier in {timeout_s} s")
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a network namespace")
+@pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's ip")
+def test_discovery_in_a_fresh_namespace() -> None:
+    """A veth named like the lab's fast link, in a namespace of our own: driver veth,
+    kind thunderbolt by name, candidate for its subnet; a bridge over a second
+    thunderbolt-named veth is Thunderbolt by its member; delete the link and the peer
+    has no candidate (the seed's failure, made loud)."""
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True, check=False)
+    _ip("netns", "add", NS)
+    try:
+        _ip("-n", NS, "link", "add", "thunderbolt9", "type", "veth", "peer", "name", "brlt-peer9")
+        _ip("-n", NS, "link", "add", "thunderbolt8", "type", "veth", "peer", "name", "brlt-peer8")
+        _ip("-n", NS, "link", "add", "brl-br9", "type", "bridge", "forward_delay", "0")
+        _ip("-n", NS, "link", "set", "thunderbolt8", "master", "brl-br9")
+        _ip("-n", NS, "addr", "add", "192.168.94.1/24", "dev", "thunderbolt9")
+        _ip("-n", NS, "addr", "add", "192.168.95.1/24", "dev", "brl-br9")
+        for dev in ("lo", "thunderbolt9", "brlt-peer9", "thunderbolt8", "brlt-peer8", "brl-br9"):
+            _ip("-n", NS, "link", "set", dev, "up")
+        _wait_carrier("brl-br9")  # a bridge gets carrier once its port forwards
+        check = textwrap.dedent(
+            """
+            import json, socket
+            from boltring import links
+            t = {i.name: i for i in links.interfaces()}
+            out = {n: {"kind": str(i.kind), "driver": i.driver, "up": i.up, "index": i.index,
+                       "stdlib_index": socket.if_nametoindex(n), "members": list(i.members),
+                       "reason": i.reason, "mtu": i.mtu}
+                   for n, i in t.items()}
+            out["cand94"] = [i.name for i in links.candidates_for("192.168.94.2", t.values())]
+            out["cand95"] = [i.name for i in links.candidates_for("192.168.95.2", t.values())]
+            print(json.dumps(out))
+            """
+        )
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]))
+        env.pop("BOLTRING_IFACE_KIND", None)
+
+        def run() -> dict:
+            res = subprocess.run(
+                ["ip", "netns", "exec", NS, sys.executable, "-c", check],
+                capture_output=True, text=True, timeout=60, env=env, check=False,
+            )
+            assert res.returncode == 0, res.stderr
+            return json.loads(res.stdout)
+
+        got = run()
+        tb = got["thunderbolt9"]
+        assert tb["driver"] == "veth"
+        assert tb["kind"] == "thunderbolt" and tb["reason"] == "name thunderbolt*"
+        assert tb["up"] and tb["index"] == tb["stdlib_index"]
+        assert got["brlt-peer9"]["driver"] == "veth" and got["brlt-peer9"]["kind"] == "other"
+        assert got["brl-br9"]["members"] == ["thunderbolt8"]
+        assert got["brl-br9"]["driver"] == "bridge"
+        assert got["brl-br9"]["kind"] == "thunderbolt"
+        assert got["cand94"] == ["thunderbolt9"]
+        assert got["cand95"] == ["brl-br9"]
+        assert set(got) - {"cand94", "cand95"} == {
+            "lo", "thunderbolt9", "brlt-peer9", "thunderbolt8", "brlt-peer8", "brl-br9"
+        }
+
+        _ip("-n", NS, "link", "del", "thunderbolt9")  # takes brlt-peer9 with it
+        gone = run()
+        assert "thunderbolt9" not in gone
+        assert gone["cand94"] == []
+    finally:
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True, check=False)
