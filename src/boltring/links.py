@@ -53,10 +53,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-try:  # the package-wide hierarchy, once errors.py is on the branch
-    from .errors import ConfigError
-except ImportError:  # pragma: no cover - only before errors.py is merged
-    ConfigError = ValueError  # type: ignore[misc,assignment,unused-ignore]
+from .errors import ConfigError
 
 __all__ = [
     "ENV_VAR",
