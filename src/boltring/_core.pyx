@@ -173,45 +173,57 @@ cdef str _op_detail(int rc, bolt_op *op):
     return ""
 
 
-def transfer(list sends, list recvs, uint8_t kind, uint8_t dtype, uint64_t send_seq,
-             uint64_t recv_seq, timeout_s=10.0, bint crc=False, bint exact=True):
-    """Send and receive framed buffers at once, in one poll loop.
+class Aborted(Exception):
+    """A transfer stopped between slices because its `abort` hook asked to."""
 
-    `sends` and `recvs` are lists of (fd, buffer, label); each send buffer goes out
-    as one frame, each receive buffer is filled by one frame straight into its
-    memory.  Frames carry `send_seq`; received ones must carry `recv_seq`.  With
-    `exact` a received frame must be exactly the buffer's size; otherwise up to it.  Returns the received payload lengths.  Raises the
-    BoltError for the first op that fails, naming its label.
+
+def transfer(list ops, uint8_t kind, timeout_s=10.0, abort=None, bint crc=False, bint exact=True):
+    """Move framed buffers both ways at once, over one or many sockets, in one poll loop.
+
+    `ops` is a list of (is_send, fd, buffer, seq, dtype, label): a send puts its
+    buffer on the wire as one frame; a receive fills its buffer with one frame,
+    straight into its memory, and checks the frame's kind, dtype, seq and size
+    (exactly the buffer's with `exact`, else at most).  `abort`, when given, is
+    called between 100 ms slices; a true result stops the transfer with `Aborted`.
+    Returns the received payload lengths, in op order (0 for sends).  On failure the
+    exception carries `op_index` (the op that failed) and `finished` (which ops
+    completed), and its message names the op's label.
     """
-    cdef int nsend = len(sends), nrecv = len(recvs), n = nsend + nrecv
+    cdef int n = len(ops), held = 0, i, rc = 0, failed = -1
     if n > MAX_OPS:
         raise ValueError(f"at most {MAX_OPS} ops in one transfer, got {n}")
-    cdef bolt_op ops[64]
+    cdef bolt_op cops[64]
     cdef Py_buffer views[64]
-    cdef int held = 0, i, rc = 0, failed = -1
     cdef int64_t deadline = _deadline(timeout_s)
     labels = []
     try:
         for i in range(n):
-            fd, buf, label = sends[i] if i < nsend else recvs[i - nsend]
+            is_send, fd, buf, seq, dtype, label = ops[i]
             labels.append(label)
-            PyObject_GetBuffer(buf, &views[i], PyBUF_C_CONTIGUOUS | (0 if i < nsend else PyBUF_WRITABLE))
+            PyObject_GetBuffer(buf, &views[i], PyBUF_C_CONTIGUOUS | (0 if is_send else PyBUF_WRITABLE))
             held += 1
-            if i < nsend:
-                bolt_op_send(&ops[i], fd, kind, dtype, send_seq, views[i].buf, <uint64_t>views[i].len, crc)
+            if is_send:
+                bolt_op_send(&cops[i], fd, kind, dtype, seq, views[i].buf, <uint64_t>views[i].len, crc)
             else:
-                bolt_op_recv(&ops[i], fd, kind, dtype, recv_seq, views[i].buf, <uint64_t>views[i].len, exact)
+                bolt_op_recv(&cops[i], fd, kind, dtype, seq, views[i].buf, <uint64_t>views[i].len, exact)
         while True:
             with nogil:
-                rc = bolt_run(ops, n, deadline, SLICE_MS, &failed)
+                rc = bolt_run(cops, n, deadline, SLICE_MS, &failed)
             if rc != BOLT_ESLICE:
                 break
             PyErr_CheckSignals()
+            reason = abort() if abort is not None else None
+            if reason:
+                exc = Aborted(reason)
+                exc.op_index = -1
+                exc.finished = [bool(cops[i].finished) for i in range(n)]
+                raise exc
         if rc < 0:
-            if 0 <= failed < n:
-                raise error_for_op(rc, labels[failed], &ops[failed])
-            raise error_for(rc, "transfer")
-        return [ops[i].got_len for i in range(nsend, n)]
+            exc = error_for_op(rc, labels[failed], &cops[failed]) if 0 <= failed < n else error_for(rc, "transfer")
+            exc.op_index = failed
+            exc.finished = [bool(cops[i].finished) for i in range(n)]
+            raise exc
+        return [0 if cops[i].is_send else cops[i].got_len for i in range(n)]
     finally:
         for i in range(held):
             PyBuffer_Release(&views[i])

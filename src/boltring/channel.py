@@ -104,27 +104,22 @@ class Channel:
         if self._broken is not None:
             raise PeerLost(f"{self.where}: the channel broke earlier ({self._broken}); reconnect")
 
-    def _transfer(self, sends: Sequence[tuple], recvs: Sequence[tuple], kind: int, dtype: int,
+    def _transfer(self, sends: Sequence[Any], recvs: Sequence[Any], kind: int, dtype: int,
                   timeout: float | None, exact: bool = True) -> list[int]:
         self._check()
+        ops = [(True, self._fd, b, self._send_seq + i, dtype, self.where) for i, b in enumerate(sends)]
+        ops += [(False, self._fd, b, self._recv_seq + i, dtype, self.where) for i, b in enumerate(recvs)]
         try:
-            got = _core.transfer(
-                [(self._fd, b, self.where) for b in sends],
-                [(self._fd, b, self.where) for b in recvs],
-                kind, dtype, self._send_seq, self._recv_seq,
-                self.timeout if timeout is None else timeout, False, exact,
-            )
+            got = _core.transfer(ops, kind, self.timeout if timeout is None else timeout, None, False, exact)
         except BaseException as exc:
             self._broken = exc
             raise
-        self._count(sends, got)
-        return got
-
-    def _count(self, sends: Sequence[Any], got: list[int]) -> None:
+        got = got[len(sends):]
         self._send_seq += len(sends)
-        self._recv_seq += len(got)
+        self._recv_seq += len(recvs)
         self.bytes_sent += sum(memoryview(b).nbytes for b in sends)
         self.bytes_received += sum(got)
+        return got
 
     def send(self, x: Any, *, timeout: float | None = None) -> None:
         """Send an array (or any contiguous buffer) as one DATA frame, zero copy."""

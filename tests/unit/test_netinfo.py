@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-netinfo = pytest.importorskip(
-    "boltring._netinfo", reason="boltring._netinfo not built (python src/boltring/_netinfo_build.py)"
-)
+from boltring import _netinfo as netinfo
 from boltring import links
 from boltring.links import LinkKind
 
