@@ -162,7 +162,8 @@ int64_t bolt_now_ns(void);
 /* Move all ops forward until each is finished (0), the absolute deadline
  * passes (-ETIMEDOUT), slice_ms elapses in this call (BOLT_ESLICE, progress
  * kept), or an op fails (its code; *failed set to its index when failed is
- * not NULL).  A negative slice_ms means no slice. */
+ * not NULL).  A negative slice_ms means no slice.  Several ops may share a
+ * socket: frames on one fd go in array order, each direction on its own. */
 int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
              int *failed);
 

@@ -164,6 +164,17 @@ static int step_recv(bolt_op *op)
     return 1;
 }
 
+/* Frames on one socket go in array order, each direction on its own: an op
+ * waits while an earlier unfinished op moves the same fd the same way. */
+static int queued_behind(const bolt_op *ops, int i)
+{
+    for (int j = 0; j < i; j++)
+        if (!ops[j].finished && ops[j].fd == ops[i].fd &&
+            ops[j].is_send == ops[i].is_send)
+            return 1;
+    return 0;
+}
+
 int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
              int *failed)
 {
@@ -176,7 +187,7 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
         int waiting = 0;
         for (int i = 0; i < nops; i++) {
             bolt_op *op = &ops[i];
-            if (op->finished)
+            if (op->finished || queued_behind(ops, i))
                 continue;
             int rc = op->is_send ? step_send(op) : step_recv(op);
             if (rc < 0) {

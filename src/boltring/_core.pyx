@@ -7,7 +7,7 @@ Users never import this; boltring.channel and the layers above it do.
 from cpython.buffer cimport PyBUF_C_CONTIGUOUS, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 import errno as _errno
 import os as _os
@@ -177,38 +177,94 @@ class Aborted(Exception):
     """A transfer stopped between slices because its `abort` hook asked to."""
 
 
-def transfer(list ops, uint8_t kind, timeout_s=10.0, abort=None, bint crc=False, bint exact=True):
-    """Move framed buffers both ways at once, over one or many sockets, in one poll loop.
+cdef class Transfer:
+    """A resumable set of framed sends and receives, moved together in one poll loop.
 
-    `ops` is a list of (is_send, fd, buffer, seq, dtype, label): a send puts its
-    buffer on the wire as one frame; a receive fills its buffer with one frame,
-    straight into its memory, and checks the frame's kind, dtype, seq and size
-    (exactly the buffer's with `exact`, else at most).  `abort`, when given, is
-    called between 100 ms slices; a true result stops the transfer with `Aborted`.
-    Returns the received payload lengths, in op order (0 for sends).  On failure the
-    exception carries `op_index` (the op that failed) and `finished` (which ops
-    completed), and its message names the op's label.
+    Each op is one frame: a send puts its buffer on the wire; a receive fills its
+    buffer straight from the wire and checks the frame's kind, dtype, seq and size
+    (exactly the buffer's with `exact`, else at most).  Ops on one socket go in
+    the order they were added, each direction on its own.  Progress survives a
+    failed or aborted `run`: ops on healthy sockets carry on where they stopped,
+    and `progress(i)` lets a new Transfer take an op over mid-frame.
     """
-    cdef int n = len(ops), held = 0, i, rc = 0, failed = -1
-    if n > MAX_OPS:
-        raise ValueError(f"at most {MAX_OPS} ops in one transfer, got {n}")
-    cdef bolt_op cops[64]
+
+    cdef bolt_op ops[64]
     cdef Py_buffer views[64]
-    cdef int64_t deadline = _deadline(timeout_s)
-    labels = []
-    try:
-        for i in range(n):
-            is_send, fd, buf, seq, dtype, label = ops[i]
-            labels.append(label)
-            PyObject_GetBuffer(buf, &views[i], PyBUF_C_CONTIGUOUS | (0 if is_send else PyBUF_WRITABLE))
-            held += 1
-            if is_send:
-                bolt_op_send(&cops[i], fd, kind, dtype, seq, views[i].buf, <uint64_t>views[i].len, crc)
-            else:
-                bolt_op_recv(&cops[i], fd, kind, dtype, seq, views[i].buf, <uint64_t>views[i].len, exact)
+    cdef int n
+    cdef uint8_t kind
+    cdef bint crc, exact
+    cdef list labels
+
+    def __cinit__(self, uint8_t kind, bint crc=False, bint exact=True):
+        self.n = 0
+        self.kind = kind
+        self.crc = crc
+        self.exact = exact
+        self.labels = []
+
+    def __dealloc__(self):
+        cdef int i
+        for i in range(self.n):
+            PyBuffer_Release(&self.views[i])
+
+    def __len__(self):
+        return self.n
+
+    def add(self, bint is_send, int fd, buf, uint64_t seq, uint8_t dtype, str label, bytes progress=None):
+        """Add one frame; `progress` (from another Transfer's `progress(i)` for the
+        same buffer and socket) resumes it mid-frame.  Returns its index."""
+        cdef int i = self.n
+        if i >= MAX_OPS:
+            raise ValueError(f"at most {MAX_OPS} frames in one transfer")
+        PyObject_GetBuffer(buf, &self.views[i], PyBUF_C_CONTIGUOUS | (0 if is_send else PyBUF_WRITABLE))
+        self.n += 1
+        self.labels.append(label)
+        if progress is not None:
+            if len(progress) != sizeof(bolt_op):
+                raise ValueError("progress from another build")
+            memcpy(&self.ops[i], <const char *>progress, sizeof(bolt_op))
+            if self.ops[i].len != <uint64_t>self.views[i].len or self.ops[i].fd != fd:
+                raise ValueError("progress belongs to another buffer or socket")
+            self.ops[i].buf = self.views[i].buf
+        elif is_send:
+            bolt_op_send(&self.ops[i], fd, self.kind, dtype, seq, self.views[i].buf,
+                         <uint64_t>self.views[i].len, self.crc)
+        else:
+            bolt_op_recv(&self.ops[i], fd, self.kind, dtype, seq, self.views[i].buf,
+                         <uint64_t>self.views[i].len, self.exact)
+        return i
+
+    def progress(self, int i):
+        """Op i's state, to carry it into another Transfer."""
+        self._index(i)
+        return (<char *>&self.ops[i])[:sizeof(bolt_op)]
+
+    def finished(self, int i):
+        self._index(i)
+        return bool(self.ops[i].finished)
+
+    def started(self, int i):
+        """Whether any byte of op i has moved."""
+        self._index(i)
+        return self.ops[i].done > 0
+
+    def got_len(self, int i):
+        self._index(i)
+        return self.ops[i].got_len
+
+    cdef _index(self, int i):
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+
+    def run(self, timeout_s=10.0, abort=None):
+        """Move every op to its end.  `abort`, when given, is called between 100 ms
+        slices; a true result stops with `Aborted(result)`.  A failing op raises
+        its BoltError with `op_index` set and its label in the message."""
+        cdef int rc = 0, failed = -1
+        cdef int64_t deadline = _deadline(timeout_s)
         while True:
             with nogil:
-                rc = bolt_run(cops, n, deadline, SLICE_MS, &failed)
+                rc = bolt_run(self.ops, self.n, deadline, SLICE_MS, &failed)
             if rc != BOLT_ESLICE:
                 break
             PyErr_CheckSignals()
@@ -216,17 +272,24 @@ def transfer(list ops, uint8_t kind, timeout_s=10.0, abort=None, bint crc=False,
             if reason:
                 exc = Aborted(reason)
                 exc.op_index = -1
-                exc.finished = [bool(cops[i].finished) for i in range(n)]
                 raise exc
         if rc < 0:
-            exc = error_for_op(rc, labels[failed], &cops[failed]) if 0 <= failed < n else error_for(rc, "transfer")
+            if 0 <= failed < self.n:
+                exc = error_for_op(rc, self.labels[failed], &self.ops[failed])
+            else:
+                exc = error_for(rc, "transfer")
             exc.op_index = failed
-            exc.finished = [bool(cops[i].finished) for i in range(n)]
             raise exc
-        return [0 if cops[i].is_send else cops[i].got_len for i in range(n)]
-    finally:
-        for i in range(held):
-            PyBuffer_Release(&views[i])
+
+
+def transfer(list ops, uint8_t kind, timeout_s=10.0, bint crc=False, bint exact=True):
+    """Run (is_send, fd, buffer, seq, dtype, label) frames as one Transfer; returns
+    the received lengths in op order (0 for sends)."""
+    t = Transfer(kind, crc, exact)
+    for op in ops:
+        t.add(*op)
+    t.run(timeout_s)
+    return [t.got_len(i) for i in range(len(t))]
 
 
 cdef object error_for_op(int rc, str where, bolt_op *op):

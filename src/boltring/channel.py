@@ -110,7 +110,7 @@ class Channel:
         ops = [(True, self._fd, b, self._send_seq + i, dtype, self.where) for i, b in enumerate(sends)]
         ops += [(False, self._fd, b, self._recv_seq + i, dtype, self.where) for i, b in enumerate(recvs)]
         try:
-            got = _core.transfer(ops, kind, self.timeout if timeout is None else timeout, None, False, exact)
+            got = _core.transfer(ops, kind, self.timeout if timeout is None else timeout, False, exact)
         except BaseException as exc:
             self._broken = exc
             raise
