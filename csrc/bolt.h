@@ -167,6 +167,13 @@ int64_t bolt_now_ns(void);
 int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
              int *failed);
 
+/* Health probes, measured and answered without the GIL or any other lock in
+ * the way: one empty PING/PONG pair, its round trip time in *rtt_ns. */
+int bolt_ping(int fd, uint64_t seq, int64_t deadline_ns, int64_t *rtt_ns);
+/* Answer empty PINGs with PONGs (seq counting up from *seq) until the
+ * connection fails or idle_ms pass without a PING; returns that code. */
+int bolt_answer_pings(int fd, uint64_t *seq, int idle_ms);
+
 /* ---------------------------------------------------------------- reduce */
 
 enum bolt_reduce_op { BOLT_SUM = 0, BOLT_MAX = 1, BOLT_MIN = 2 };

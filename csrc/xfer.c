@@ -227,3 +227,31 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
          * itself say what happened. */
     }
 }
+
+int bolt_ping(int fd, uint64_t seq, int64_t deadline_ns, int64_t *rtt_ns)
+{
+    bolt_op ops[2];
+    bolt_op_send(&ops[0], fd, BOLT_KIND_PING, BOLT_DT_RAW, seq, NULL, 0, 0);
+    bolt_op_recv(&ops[1], fd, BOLT_KIND_PONG, BOLT_DT_RAW, seq, NULL, 0, 1);
+    int64_t t0 = bolt_now_ns();
+    int rc = bolt_run(ops, 2, deadline_ns, -1, NULL);
+    if (rtt_ns != NULL)
+        *rtt_ns = bolt_now_ns() - t0;
+    return rc;
+}
+
+int bolt_answer_pings(int fd, uint64_t *seq, int idle_ms)
+{
+    for (;;) {
+        bolt_op op;
+        bolt_op_recv(&op, fd, BOLT_KIND_PING, BOLT_DT_RAW, *seq, NULL, 0, 1);
+        int rc = bolt_run(&op, 1, bolt_now_ns() + (int64_t)idle_ms * 1000000, -1, NULL);
+        if (rc < 0)
+            return rc;
+        bolt_op_send(&op, fd, BOLT_KIND_PONG, BOLT_DT_RAW, *seq, NULL, 0, 0);
+        rc = bolt_run(&op, 1, bolt_now_ns() + (int64_t)idle_ms * 1000000, -1, NULL);
+        if (rc < 0)
+            return rc;
+        (*seq)++;
+    }
+}

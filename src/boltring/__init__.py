@@ -6,6 +6,8 @@ letting the OS route the bytes over Wi-Fi or a VPN.
 """
 
 from boltring.channel import Channel, Listener
+from boltring.group import Group, init
+from boltring.paths import PathEvent, PathInfo
 from boltring.errors import (
     AuthError,
     BoltError,
@@ -24,10 +26,14 @@ __all__ = [
     "BoltError",
     "Channel",
     "ConfigError",
+    "Group",
     "LinkDown",
     "Listener",
+    "PathEvent",
+    "PathInfo",
     "PeerClosed",
     "PeerLost",
     "ProtocolError",
     "Timeout",
+    "init",
 ]

@@ -70,4 +70,7 @@ cdef extern from "bolt.h" nogil:
     int64_t bolt_now_ns()
     int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms, int *failed)
 
+    int bolt_ping(int fd, uint64_t seq, int64_t deadline_ns, int64_t *rtt_ns)
+    int bolt_answer_pings(int fd, uint64_t *seq, int idle_ms)
+
     int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count)

@@ -9,6 +9,11 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t
 from libc.string cimport memcpy, memset
 
+
+cdef extern from "sys/socket.h" nogil:
+    int _shutdown "shutdown"(int fd, int how)
+    int SHUT_RDWR
+
 import errno as _errno
 import os as _os
 
@@ -297,6 +302,35 @@ cdef object error_for_op(int rc, str where, bolt_op *op):
     if op != NULL and isinstance(exc, _errors.ProtocolError):
         exc = _errors.ProtocolError(str(exc) + _op_detail(rc, op))
     return exc
+
+
+# ------------------------------------------------------------------- probes
+
+def ping(int fd, uint64_t seq, double timeout_s, str where):
+    """Round trip time in seconds of one PING/PONG, timed in C without the GIL."""
+    cdef int64_t rtt = 0, deadline = _deadline(timeout_s)
+    cdef int rc
+    with nogil:
+        rc = bolt_ping(fd, seq, deadline, &rtt)
+    if rc < 0:
+        raise error_for(rc, where)
+    return rtt / 1e9
+
+
+def answer_pings(int fd, uint64_t seq, double idle_s):
+    """Answer PINGs until the connection ends or stays idle for idle_s.  Returns
+    (code, next seq): the code says why it stopped."""
+    cdef int rc
+    cdef int ms = _timeout_ms(idle_s)
+    with nogil:
+        rc = bolt_answer_pings(fd, &seq, ms)
+    return rc, seq
+
+
+def shutdown(int fd):
+    """Shut a socket down both ways without closing it: wakes a thread blocked on it."""
+    with nogil:
+        _shutdown(fd, SHUT_RDWR)
 
 
 # ------------------------------------------------------------------ headers

@@ -23,32 +23,37 @@ log = logging.getLogger("boltring")
 DEFAULT_TIMEOUT_S = 30.0
 
 
-def send_view(x: Any) -> tuple[Any, int]:
-    """(buffer, wire dtype code) for sending `x` with no copy.
+def byte_view(x: Any, *, writable: bool = False) -> memoryview:
+    """A flat bytes view of a contiguous buffer (an evaluated MLX array included),
+    never a copy; zero-size buffers give an empty view."""
+    view = memoryview(x)
+    if not view.c_contiguous:
+        raise ValueError("boltring moves contiguous buffers only; make a contiguous copy first")
+    if writable and view.readonly:
+        raise ValueError("a receive destination must be writable")
+    if view.nbytes == 0:
+        return memoryview(bytearray() if writable else b"")
+    return view.cast("B")
+
+
+def send_view(x: Any) -> tuple[memoryview, int]:
+    """(bytes view, wire dtype code) for sending `x` with no copy.
 
     An MLX array is evaluated; a non-contiguous one (transposed, broadcast,
     strided) is made contiguous once here, with a log line, never per chunk.
     Other buffer objects go as raw bytes and must already be contiguous.
     """
     if isinstance(x, mx.array):
-        view = memoryview(x)
-        if not view.c_contiguous:
+        if not memoryview(x).c_contiguous:
             log.info("copying a non-contiguous %s array %s once to send it", x.dtype, x.shape)
             x = mx.contiguous(x)
-            view = memoryview(x)
-        return view, dtypes.code(x.dtype)
-    view = memoryview(x)
-    if not view.c_contiguous:
-        raise ValueError("boltring sends contiguous buffers only; make a contiguous copy first")
-    return view, dtypes.RAW
+        return byte_view(x), dtypes.code(x.dtype)
+    return byte_view(x), dtypes.RAW
 
 
 def recv_view(out: Any) -> tuple[memoryview, int]:
-    """(writable buffer, wire dtype code) of a receive destination, never a copy."""
-    view = memoryview(out)
-    if view.readonly or not view.c_contiguous:
-        raise ValueError("a receive destination must be a writable contiguous array")
-    return view, dtypes.code(out.dtype) if isinstance(out, mx.array) else dtypes.RAW
+    """(writable bytes view, wire dtype code) of a receive destination, never a copy."""
+    return byte_view(out, writable=True), dtypes.code(out.dtype) if isinstance(out, mx.array) else dtypes.RAW
 
 
 class Channel:
@@ -156,6 +161,33 @@ class Channel:
         buf = bytearray(max_len)
         (n,) = self._transfer([], [buf], kind, dtypes.RAW, timeout, exact=False)
         return bytes(buf[:n])
+
+    def ping(self, timeout: float) -> float:
+        """One PING/PONG round trip, in seconds, timed in C (no GIL in the way)."""
+        self._check()
+        assert self._send_seq == self._recv_seq, "a probe channel carries PING/PONG pairs only"
+        try:
+            rtt = _core.ping(self._fd, self._send_seq, timeout, self.where)
+        except BaseException as exc:
+            self._broken = exc
+            raise
+        self._send_seq += 1
+        self._recv_seq += 1
+        return rtt
+
+    def answer_pings(self, idle: float) -> BoltError:
+        """Answer PINGs with PONGs, without the GIL, until the connection ends or is
+        idle for `idle` s; returns the error that ended it."""
+        self._check()
+        rc, seq = _core.answer_pings(self._fd, self._recv_seq, idle)
+        self._send_seq = self._recv_seq = seq
+        self._broken = _core.error_for(rc, self.where)
+        return self._broken
+
+    def shutdown(self) -> None:
+        """Wake whatever thread is blocked on this channel; close() still follows."""
+        if self._fd >= 0:
+            _core.shutdown(self._fd)
 
     def close(self, *, goodbye: bool = True) -> None:
         """Say GOODBYE (when the channel is healthy) and shut the socket down."""

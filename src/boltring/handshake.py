@@ -8,6 +8,7 @@
       AUTH {proof_d = HMAC(secret,           ->
             "dial"|nonce_a|nonce_d)}
                                              <-  AUTH {ok}
+      (checks proof_a last)
 
 The AUTH pair is only exchanged when both sides have a secret; a side with a
 secret refuses one without.  Nonces are fresh on both sides for every connection,
@@ -72,15 +73,16 @@ def dial(chan: Channel, hello: dict[str, Any], secret: bytes | None, timeout: fl
     if secret is None:
         return reply
     nonce_a = reply.get("nonce")
-    if not isinstance(nonce_a, str) or not hmac.compare_digest(
-        str(reply.get("proof", "")), _proof(secret, b"accept", nonce_d, nonce_a)
-    ):
-        raise AuthError(f"{chan.where}: the peer could not prove it holds the cluster secret")
+    if not isinstance(nonce_a, str):
+        raise ProtocolError(f"{chan.where}: HELLO reply without a nonce")
+    # Our proof goes first, so that with different secrets both sides learn it.
     _send(chan, _core.KIND_AUTH, {"proof": _proof(secret, b"dial", nonce_a, nonce_d)}, timeout)
     verdict = _recv(chan, _core.KIND_AUTH, timeout)
     if not verdict.get("ok"):
         raise AuthError(f"{chan.where}: the peer rejected our proof of the cluster secret "
                         "(the secrets differ)")
+    if not hmac.compare_digest(str(reply.get("proof", "")), _proof(secret, b"accept", nonce_d, nonce_a)):
+        raise AuthError(f"{chan.where}: the peer could not prove it holds the cluster secret")
     return reply
 
 
@@ -98,6 +100,11 @@ def accept(
         _send(chan, _core.KIND_HELLO, {"ok": False, "error": f"protocol version {hello.get('v')} "
                                        f"is not {VERSION}"}, timeout)
         raise ProtocolError(f"{chan.where}: peer speaks protocol version {hello.get('v')}, not {VERSION}")
+    try:
+        fields = check(hello)
+    except ConfigError as exc:
+        _send(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc)}, timeout)
+        raise
     if bool(hello.get("auth")) != (secret is not None):
         mine = "has" if secret is not None else "has no"
         _send(chan, _core.KIND_HELLO, {"ok": False, "auth_failed": True,
@@ -105,11 +112,6 @@ def accept(
                                        f"{'has' if hello.get('auth') else 'has no'} secret"}, timeout)
         raise AuthError(f"{chan.where}: the dialer {'has' if hello.get('auth') else 'has no'} cluster "
                         f"secret and this side {mine}; set the same secret on every rank")
-    try:
-        fields = check(hello)
-    except ConfigError as exc:
-        _send(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc)}, timeout)
-        raise
     reply = {**fields, "ok": True, "v": VERSION}
     if secret is None:
         _send(chan, _core.KIND_HELLO, reply, timeout)

@@ -27,11 +27,12 @@ from boltring.links import LinkKind
 
 @dataclass(frozen=True)
 class Candidate:
-    """One way to reach the peer: a local interface and a remote endpoint."""
+    """One way to reach the peer: a local interface and a remote endpoint.  An empty
+    `iface` means no local interface reaches the endpoint directly (and none is
+    remembered): such a path is down, never dialled unbound."""
 
     iface: str
     kind: LinkKind
-    local: str
     remote: str
 
     def __str__(self) -> str:

@@ -10,9 +10,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from boltring.links import LinkKind
 from boltring.policy import Candidate, PathPolicy
 
-TB = Candidate("thunderbolt0", LinkKind.THUNDERBOLT, "192.168.4.1", "192.168.4.2:5000")
-TB2 = Candidate("thunderbolt1", LinkKind.THUNDERBOLT, "192.168.5.1", "192.168.5.2:5000")
-TS = Candidate("tailscale0", LinkKind.VPN, "100.64.0.1", "100.64.0.2:5000")
+TB = Candidate("thunderbolt0", LinkKind.THUNDERBOLT, "192.168.4.2:5000")
+TB2 = Candidate("thunderbolt1", LinkKind.THUNDERBOLT, "192.168.5.2:5000")
+TS = Candidate("tailscale0", LinkKind.VPN, "100.64.0.2:5000")
 
 
 def policy(**kw) -> PathPolicy:

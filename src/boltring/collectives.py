@@ -1,0 +1,151 @@
+"""The collective algorithms: which bytes go to which neighbour in which step.
+
+Each step is one `paths.run` call (one poll loop in C over every socket it
+touches); reduces are one C call per received chunk.
+
+- 1 rank: the identity.
+- 2 ranks: one full-duplex exchange, then a local reduce (one step, not MLX's
+  2(N-1)).  IEEE addition is commutative, so both ranks get bit-identical sums.
+- N >= 3: ring reduce-scatter then all-gather, both directions of the ring at
+  once: the first half of the buffer travels to the right, the second to the left.
+  Sent chunks are never written again within the operation (reduce-scatter works
+  in `acc`, all-gather in `out`), so a frame the peer lost in a path switch can be
+  sent again as it was.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mlx.core as mx
+
+from boltring import _core, dtypes
+from boltring.channel import byte_view, send_view
+from boltring.paths import Frame
+
+if TYPE_CHECKING:
+    from boltring.group import Group
+
+SUM, MAX, MIN = _core.REDUCE_SUM, _core.REDUCE_MAX, _core.REDUCE_MIN
+
+
+def fresh(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
+    """A new, evaluated, contiguous array to receive into."""
+    out = mx.zeros(shape, dtype)
+    mx.eval(out)
+    return out
+
+
+def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    q, r = divmod(n, parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + q + (1 if i < r else 0)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _reduce(op: int, dtype: mx.Dtype, dst: memoryview, src: memoryview) -> None:
+    if dst.nbytes:
+        _core.reduce(op, dtypes.code(dtype), dtypes.itemsize(dtype), dst, src)
+
+
+def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
+    view, code = send_view(x)
+    if group.size() == 1:
+        return mx.array(x)
+    deadline = group.deadline()
+    if group.size() == 2:
+        link = group.link(1 - group.rank())
+        tmp = fresh(x.shape, x.dtype)
+        tview = byte_view(tmp, writable=True)
+        group.step([Frame(link, True, view, code), Frame(link, False, tview, code)], deadline, boundary=True)
+        _reduce(op, x.dtype, tview, view)
+        return tmp
+    return _ring_all_reduce(group, x, view, code, op, deadline)
+
+
+def _ring_all_reduce(group: Group, x: mx.array, view: memoryview, code: int, op: int,
+                     deadline: float) -> mx.array:
+    n, r = group.size(), group.rank()
+    right, left = group.link((r + 1) % n), group.link((r - 1) % n)
+    item = dtypes.itemsize(x.dtype)
+    acc, out = fresh(x.shape, x.dtype), fresh(x.shape, x.dtype)
+    av, ov = byte_view(acc, writable=True), byte_view(out, writable=True)
+    av[:] = view
+    count = view.nbytes // item
+    half = count // 2
+    # direction 0 sends right over [0, half); direction 1 sends left over [half, count)
+    chunks = [
+        [(a * item, b * item) for a, b in _bounds(half, n)],
+        [((half + a) * item, (half + b) * item) for a, b in _bounds(count - half, n)],
+    ]
+    widest = max(b - a for d in chunks for a, b in d)
+    scratch = [bytearray(widest), bytearray(widest)]
+
+    def chunk(buf: memoryview, d: int, i: int) -> memoryview:
+        a, b = chunks[d][i % n]
+        return buf[a:b]
+
+    # reduce-scatter
+    for s in range(n - 1):
+        into = [(r - s - 1) % n, (r + s + 1) % n]
+        tmp = [memoryview(scratch[d])[: len(chunk(av, d, into[d]))] for d in (0, 1)]
+        group.step([
+            Frame(right, True, chunk(av, 0, r - s), code),
+            Frame(left, False, tmp[0], code),
+            Frame(left, True, chunk(av, 1, r + s), code),
+            Frame(right, False, tmp[1], code),
+        ], deadline, boundary=s == 0)
+        for d in (0, 1):
+            _reduce(op, x.dtype, chunk(av, d, into[d]), tmp[d])
+    # the chunks this rank now holds fully reduced
+    for d, own in ((0, r + 1), (1, r - 1)):
+        chunk(ov, d, own)[:] = chunk(av, d, own)
+    # all-gather
+    for s in range(n - 1):
+        group.step([
+            Frame(right, True, chunk(ov, 0, r + 1 - s), code),
+            Frame(left, False, chunk(ov, 0, r - s), code),
+            Frame(left, True, chunk(ov, 1, r - 1 + s), code),
+            Frame(right, False, chunk(ov, 1, r + s), code),
+        ], deadline)
+    return out
+
+
+def all_gather(group: Group, x: mx.array) -> mx.array:
+    """Concatenate every rank's `x` along axis 0 (a scalar counts as one row)."""
+    if x.ndim == 0:
+        x = x.reshape(1)
+    view, code = send_view(x)
+    n, r = group.size(), group.rank()
+    out = fresh((n * x.shape[0], *x.shape[1:]), x.dtype)
+    ov = byte_view(out, writable=True)
+    block = view.nbytes
+    ov[r * block:(r + 1) * block] = view
+    if n == 1:
+        return out
+    deadline = group.deadline()
+    right, left = group.link((r + 1) % n), group.link((r - 1) % n)
+
+    def blk(i: int) -> memoryview:
+        i %= n
+        return ov[i * block:(i + 1) * block]
+
+    for s in range(n - 1):
+        group.step([Frame(right, True, blk(r - s), code), Frame(left, False, blk(r - s - 1), code)],
+                   deadline, boundary=s == 0)
+    return out
+
+
+def send(group: Group, x: mx.array, dst: int) -> None:
+    view, code = send_view(x)
+    group.step([Frame(group.link(dst), True, view, code)], group.deadline(), boundary=True)
+
+
+def recv_into(group: Group, out: mx.array, src: int) -> mx.array:
+    group.step([Frame(group.link(src), False, byte_view(out, writable=True), dtypes.code(out.dtype))],
+               group.deadline(), boundary=True)
+    return out
+
