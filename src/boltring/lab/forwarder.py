@@ -18,8 +18,8 @@ Why this shape:
 * It exits by itself when a watched namespace is deleted, when one of its
   ports disappears, or after ``--max-seconds``, so an abandoned lab cannot
   leave it running forever; ``Lab.down()`` also stops it by its recorded pid.
-* Queues are bounded (frames per output port); a full queue drops the frame,
-  as a real queue would.
+* Queues are bounded (frames and bytes per output port); a full queue drops
+  the frame, as a real queue would.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import signal
 import socket
 import sys
 import time
-from typing import Deque, Dict, List, Optional, Tuple
 
 log = logging.getLogger("boltring.lab.forwarder")
 
@@ -71,7 +70,8 @@ class Port:
             self.sock.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
         self.sock.bind((name, ETH_P_ALL))
         self.sock.setblocking(False)
-        self.queue: Deque[Tuple[float, bytes]] = collections.deque()
+        self.queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.queued_bytes = 0
         self.dropped = 0
 
     def fileno(self) -> int:
@@ -81,15 +81,17 @@ class Port:
 class Forwarder:
     """Learning switch over ``ports`` with a fixed one-way ``delay_s``."""
 
-    def __init__(self, names: List[str], delay_s: float, max_queue: int, rcvbuf: int) -> None:
+    def __init__(self, names: list[str], delay_s: float, max_queue: int, max_queue_bytes: int,
+                 rcvbuf: int) -> None:
         self.ports = [Port(n, rcvbuf) for n in names]
         self.delay_s = delay_s
         self.max_queue = max_queue
-        self.macs: Dict[bytes, Port] = {}
+        self.max_queue_bytes = max_queue_bytes
+        self.macs: dict[bytes, Port] = {}
         self.buf = bytearray(MAX_FRAME)
         self.frames = 0
 
-    def _outputs(self, src: Port, frame: bytes) -> List[Port]:
+    def _outputs(self, src: Port, frame: bytes) -> list[Port]:
         eth = frame[VNET_HDR_LEN:VNET_HDR_LEN + 12]
         dst_mac, src_mac = eth[0:6], eth[6:12]
         if len(self.ports) > 2:
@@ -111,14 +113,15 @@ class Forwarder:
             frame = bytes(self.buf[:n])
             self.frames += 1
             for out in self._outputs(port, frame):
-                if len(out.queue) >= self.max_queue:
+                if len(out.queue) >= self.max_queue or out.queued_bytes + n > self.max_queue_bytes:
                     out.dropped += 1
                     continue
                 out.queue.append((now + self.delay_s, frame))
+                out.queued_bytes += n
 
-    def _send_due(self, now: float) -> Optional[float]:
+    def _send_due(self, now: float) -> float | None:
         """Send every frame whose time has come; return the next due time."""
-        nxt: Optional[float] = None
+        nxt: float | None = None
         for port in self.ports:
             q = port.queue
             while q and q[0][0] <= now:
@@ -133,11 +136,12 @@ class Forwarder:
                     else:
                         raise
                 q.popleft()
+                port.queued_bytes -= len(frame)
             if q and (nxt is None or q[0][0] < nxt):
                 nxt = q[0][0]
         return nxt
 
-    def run(self, watch: List[str], max_seconds: float, ready: bool) -> str:
+    def run(self, watch: list[str], max_seconds: float, ready: bool) -> str:
         """Forward until a watched namespace or a port is gone; return why."""
         ep = select.epoll()
         by_fd = {p.fileno(): p for p in self.ports}
@@ -151,7 +155,7 @@ class Forwarder:
             os.close(devnull)
         start = time.monotonic()
         next_check = start + CHECK_INTERVAL_S
-        nxt: Optional[float] = None
+        nxt: float | None = None
         try:
             while True:
                 now = time.monotonic()
@@ -183,7 +187,7 @@ class Forwarder:
         finally:
             ep.close()
 
-    def _gone(self, watch: List[str]) -> str:
+    def _gone(self, watch: list[str]) -> str:
         for name in watch:
             if not os.path.exists(os.path.join("/run/netns", name)):
                 return f"namespace {name} deleted"
@@ -195,7 +199,7 @@ class Forwarder:
         return ""
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lab", required=True, help="lab prefix (identifies the process)")
     ap.add_argument("--name", required=True, help="wire name (identifies the process)")
@@ -203,6 +207,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--delay-ms", type=float, required=True, help="one-way delay")
     ap.add_argument("--watch", action="append", default=[], help="netns whose deletion ends us")
     ap.add_argument("--max-queue", type=int, default=4096, help="frames per output queue")
+    ap.add_argument("--max-queue-bytes", type=int, default=32 << 20, help="bytes per output queue")
     ap.add_argument("--rcvbuf", type=int, default=4 << 20)
     ap.add_argument("--max-seconds", type=float, default=86400.0)
     ap.add_argument("--ready", action="store_true", help="print 'ready' then close stdout")
@@ -211,7 +216,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.INFO, stream=sys.stderr,
         format=f"%(asctime)s forwarder {args.lab}/{args.name}[%(process)d] %(message)s",
     )
-    fwd = Forwarder(args.port, args.delay_ms / 1000.0, args.max_queue, args.rcvbuf)
+    fwd = Forwarder(args.port, args.delay_ms / 1000.0, args.max_queue, args.max_queue_bytes,
+                    args.rcvbuf)
     signal.signal(signal.SIGTERM, _on_sigterm)
     log.info("joining %s with %.1f ms one-way delay", ",".join(args.port), args.delay_ms)
     why = fwd.run(args.watch, args.max_seconds, args.ready)

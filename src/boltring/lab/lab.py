@@ -54,9 +54,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any
 
 from . import netns
 from .netns import LabError
@@ -71,7 +72,7 @@ SLOW_METRIC = 1000
 READY_TIMEOUT_S = 10.0
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
-NodeRef = Union[int, str]
+NodeRef = int | str
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ class FastLink:
     def peer(self, rank: int) -> int:
         return self.b if rank == self.a else self.a
 
-    def ends(self) -> Tuple[Tuple[int, str], Tuple[int, str]]:
+    def ends(self) -> tuple[tuple[int, str], tuple[int, str]]:
         return (self.a, self.a_if), (self.b, self.b_if)
 
 
@@ -112,7 +113,7 @@ class Lab:
     """
 
     def __init__(self, nodes: int = 2, prefix: str = "brl", slow_delay_ms: float = 20.0, *,
-                 state_root: Union[str, Path, None] = None, max_lifetime_s: float = 86400.0) -> None:
+                 state_root: str | Path | None = None, max_lifetime_s: float = 86400.0) -> None:
         if not 2 <= int(nodes) <= 4:
             raise ValueError(f"a lab has 2 to 4 nodes, not {nodes}")
         if not _PREFIX_RE.match(prefix):
@@ -128,10 +129,10 @@ class Lab:
             os.environ.get("BOLTRING_LAB_STATE", STATE_ROOT))
         self.state_root = root
         self.state_dir = root / prefix
-        self._children: Dict[int, subprocess.Popen] = {}
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     @classmethod
-    def attach(cls, prefix: str = "brl", *, state_root: Union[str, Path, None] = None) -> "Lab":
+    def attach(cls, prefix: str = "brl", *, state_root: str | Path | None = None) -> Lab:
         """The lab that ``up()`` left under ``prefix`` (reads its recorded size and delay)."""
         probe = cls(2, prefix, state_root=state_root)
         state = probe._read_state()
@@ -154,12 +155,12 @@ class Lab:
     def slow_ns(self) -> str:
         return f"{self.prefix}-slow"
 
-    def namespaces(self) -> List[str]:
+    def namespaces(self) -> list[str]:
         """Every namespace this lab owns, nodes first."""
         return ([self.ns(r) for r in range(self.nodes)]
-                + [self.wire_ns(l.index) for l in self.links()] + [self.slow_ns])
+                + [self.wire_ns(fl.index) for fl in self.links()] + [self.slow_ns])
 
-    def links(self) -> List[FastLink]:
+    def links(self) -> list[FastLink]:
         """The fast links (one for 2 nodes, a ring of N for N >= 3)."""
         if self.nodes == 2:
             return [FastLink(0, 0, 1, "thunderbolt0", "thunderbolt0")]
@@ -176,9 +177,9 @@ class Lab:
         raise ValueError(f"node {r} has no fast interface {link!r} "
                          f"(it has {', '.join(self.fast_ifaces(r))})")
 
-    def fast_ifaces(self, node: NodeRef) -> List[str]:
+    def fast_ifaces(self, node: NodeRef) -> list[str]:
         r = self._rank(node)
-        return [fl.iface(r) for fl in self.links() if r in (fl.a, fl.b)]
+        return sorted(fl.iface(r) for fl in self.links() if r in (fl.a, fl.b))
 
     def fast_addr(self, node: NodeRef, link: str = "thunderbolt0") -> str:
         """IPv4 address of ``node`` on its fast interface ``link``."""
@@ -188,7 +189,7 @@ class Lab:
         """IPv4 address of ``node`` on ``tailscale0``."""
         return f"100.64.0.{self._rank(node) + 1}"
 
-    def hostfile(self, port: int, *, slow: bool = True) -> List[List[str]]:
+    def hostfile(self, port: int, *, slow: bool = True) -> list[list[str]]:
         """An MLX ring hostfile: per rank, its fast address then (if ``slow``) its slow one.
 
         MLX's ring has rank r dial rank r+1 at the addresses listed for r+1, so
@@ -198,7 +199,7 @@ class Lab:
         out = []
         for r in range(self.nodes):
             prev = (r - 1) % self.nodes
-            fl = next(l for l in self.links() if {l.a, l.b} == {r, prev})
+            fl = next(x for x in self.links() if {x.a, x.b} == {r, prev})
             entry = [f"{fl.addr(r)}:{port}"]
             if slow:
                 entry.append(f"{self.slow_addr(r)}:{port}")
@@ -215,7 +216,8 @@ class Lab:
             raise ValueError(f"node {node} out of range: lab {self.prefix!r} has {self.nodes} nodes")
         return int(node)
 
-    def _link_index(self, node_or_link: Union[NodeRef, FastLink], link: str) -> int:
+    def link_index(self, node_or_link: NodeRef | FastLink, link: str = "thunderbolt0") -> int:
+        """Index of a fast link given a rank and interface, a wire name ``w<k>``, or a FastLink."""
         if isinstance(node_or_link, FastLink):
             return node_or_link.index
         if isinstance(node_or_link, str):
@@ -229,7 +231,7 @@ class Lab:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         try:
             self.up()
         except BaseException:
@@ -240,8 +242,13 @@ class Lab:
     def __exit__(self, *exc: Any) -> None:
         self.down()
 
-    def up(self) -> "Lab":
-        """Build the lab, or repair it to its recorded state; safe to call again."""
+    def up(self) -> Lab:
+        """Build the lab, or repair it to its recorded state; safe to call again.
+
+        Repair means: missing namespaces, interfaces, routes and dead
+        forwarders come back, but an interface removed by ``break_link`` stays
+        removed and a degraded link stays degraded until ``heal``/``degrade(0)``.
+        """
         with self._locked():
             state = self._read_state()
             if state is not None and (state["nodes"] != self.nodes
@@ -339,7 +346,7 @@ class Lab:
             self._join(fl, state)
         log.info("lab %s: healed %s on node %d (link %d)", self.prefix, link, r, fl.index)
 
-    def degrade(self, node_or_link: Union[NodeRef, FastLink], rtt_ms: float, *,
+    def degrade(self, node_or_link: NodeRef | FastLink, rtt_ms: float, *,
                 link: str = "thunderbolt0") -> None:
         """Make a fast link add ``rtt_ms`` of round trip, interface up; 0 restores full speed.
 
@@ -349,7 +356,7 @@ class Lab:
         """
         if rtt_ms < 0:
             raise ValueError("rtt_ms must be >= 0")
-        k = self._link_index(node_or_link, link)
+        k = self.link_index(node_or_link, link)
         fl = self.links()[k]
         with self._locked():
             state = self._need_state()
@@ -364,29 +371,29 @@ class Lab:
 
     # --- processes in nodes -------------------------------------------------------------------
 
-    def popen(self, node: NodeRef, argv: Sequence[str], **kw: Any) -> subprocess.Popen:
+    def popen(self, node: NodeRef, argv: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside ``node``'s namespace (``ip netns exec``); Popen kwargs pass through."""
         return subprocess.Popen(["ip", "netns", "exec", self.ns(node), *argv], **kw)
 
-    def python(self, node: NodeRef, code: str, *args: str, **kw: Any) -> subprocess.Popen:
+    def python(self, node: NodeRef, code: str, *args: str, **kw: Any) -> subprocess.Popen[Any]:
         """Run ``python -c code args...`` in ``node`` with this interpreter."""
         return self.popen(node, [sys.executable, "-c", code, *args], **kw)
 
     # --- status -------------------------------------------------------------------------------
 
-    def status(self) -> Dict[str, Any]:
+    def status(self) -> dict[str, Any]:
         """What exists now (read back from the system) next to what was asked for."""
         state = self._read_state() or {"broken": [], "degraded": {}}
         present = set(netns.list_netns())
         nodes = []
         for r in range(self.nodes):
             ifs = netns.links(self.ns(r)) if self.ns(r) in present else {}
-            entry: Dict[str, Any] = {"rank": r, "ns": self.ns(r), "present": self.ns(r) in present,
+            entry: dict[str, Any] = {"rank": r, "ns": self.ns(r), "present": self.ns(r) in present,
                                      "links": {}}
             for name in [*self.fast_ifaces(r), SLOW_IF]:
                 info = ifs.get(name)
                 want = self.slow_addr(r) if name == SLOW_IF else self.fast_addr(r, name)
-                d: Dict[str, Any] = {"addr": want, "present": info is not None}
+                d: dict[str, Any] = {"addr": want, "present": info is not None}
                 if info is not None:
                     d["state"] = info.get("operstate", "?")
                     d["carrier"] = "NO-CARRIER" not in info.get("flags", [])
@@ -402,7 +409,7 @@ class Lab:
         for fl in self.links():
             rec = self._forwarder_record(self._fwd_name(fl))
             wire = self.wire_ns(fl.index)
-            ends_up = all(n["links"][i]["present"] for n in nodes for (rk, i) in fl.ends() if n["rank"] == rk)
+            ends_up = all(nodes[rk]["links"][i]["present"] for rk, i in fl.ends())
             kernel = wire in present and netns.has_ingress_redirect(wire, f"n{fl.a}")
             mode = "down" if not ends_up else ("delayed" if rec else ("kernel" if kernel else "unjoined"))
             links.append({"link": fl.index, "wire": wire, "subnet": fl.subnet,
@@ -445,7 +452,7 @@ class Lab:
             netns.ip(node, "addr", "add", f"{fl.addr(rank)}/24", "dev", iface)
         netns.ip(node, "link", "set", "dev", iface, "up")
 
-    def _join(self, fl: FastLink, state: Dict[str, Any]) -> None:
+    def _join(self, fl: FastLink, state: dict[str, Any]) -> None:
         """Make link ``fl``'s wire match ``state``: kernel join, delayed join, or no carrier."""
         wire = self.wire_ns(fl.index)
         ports = netns.links(wire)
@@ -491,7 +498,7 @@ class Lab:
         return (netns.proc_alive(pid) and any(a.endswith("forwarder.py") for a in argv)
                 and _arg(argv, "--lab") == self.prefix and _arg(argv, "--name") == name)
 
-    def _forwarder_record(self, name: str) -> Optional[Dict[str, Any]]:
+    def _forwarder_record(self, name: str) -> dict[str, Any] | None:
         """The record of a live forwarder ``name``, or None."""
         try:
             rec = json.loads(self._fwd_path(name).read_text())
@@ -499,8 +506,8 @@ class Lab:
             return None
         return rec if self._is_our_forwarder(int(rec["pid"]), name) else None
 
-    def _start_forwarder(self, name: str, wire: str, ports: List[str], delay_ms: float,
-                         watch: List[str]) -> None:
+    def _start_forwarder(self, name: str, wire: str, ports: list[str], delay_ms: float,
+                         watch: list[str]) -> None:
         self._stop_forwarder(name)
         argv = [sys.executable, "-I", str(FORWARDER), "--lab", self.prefix, "--name", name,
                 "--delay-ms", f"{delay_ms:g}", "--max-seconds", f"{self.max_lifetime_s:g}",
@@ -512,8 +519,9 @@ class Lab:
         logf = self.state_dir / f"fwd-{name}.log"
         with open(logf, "ab") as err:
             # Own session: it outlives the process that started it (the CLI's `lab up`).
-            proc = subprocess.Popen(["ip", "netns", "exec", wire, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=err, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(["ip", "netns", "exec", wire, *argv], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err, start_new_session=True,
+                                    close_fds=True)
         self._children[proc.pid] = proc
         self._fwd_path(name).write_text(json.dumps(
             {"pid": proc.pid, "wire": wire, "ports": ports, "delay_ms": delay_ms}))
@@ -562,25 +570,26 @@ class Lab:
                     lock.unlink(missing_ok=True)
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def _read_state(self) -> Optional[Dict[str, Any]]:
+    def _read_state(self) -> dict[str, Any] | None:
         try:
-            return json.loads((self.state_dir / "state.json").read_text())
+            state: dict[str, Any] = json.loads((self.state_dir / "state.json").read_text())
         except (FileNotFoundError, ValueError):
             return None
+        return state
 
-    def _need_state(self) -> Dict[str, Any]:
+    def _need_state(self) -> dict[str, Any]:
         state = self._read_state()
         if state is None:
             raise LabError(f"lab {self.prefix!r} is not up; call up() first")
         return state
 
-    def _write_state(self, state: Dict[str, Any]) -> None:
+    def _write_state(self, state: dict[str, Any]) -> None:
         tmp = self.state_dir / "state.json.tmp"
         tmp.write_text(json.dumps(state, indent=1))
         tmp.replace(self.state_dir / "state.json")
 
 
-def _arg(argv: List[str], flag: str) -> Optional[str]:
+def _arg(argv: list[str], flag: str) -> str | None:
     try:
         return argv[argv.index(flag) + 1]
     except (ValueError, IndexError):

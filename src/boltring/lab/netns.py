@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 log = logging.getLogger("boltring.lab")
 
@@ -28,7 +29,8 @@ class LabError(RuntimeError):
     """A lab operation failed; the message says which command and why."""
 
 
-def run(argv: Sequence[str], *, check: bool = True, timeout: float = CMD_TIMEOUT_S) -> subprocess.CompletedProcess:
+def run(argv: Sequence[str], *, check: bool = True,
+        timeout: float = CMD_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     """Run one command, capturing output; raise LabError on failure if ``check``."""
     log.debug("run: %s", " ".join(argv))
     try:
@@ -43,17 +45,17 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = CMD_TIMEOUT
     return cp
 
 
-def ip(ns: Optional[str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def ip(ns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``ip [-n ns] args...``."""
     return run(["ip", *(["-n", ns] if ns else []), *args], check=check)
 
 
-def tc(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def tc(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``tc -n ns args...``."""
     return run(["tc", "-n", ns, *args], check=check)
 
 
-def list_netns() -> List[str]:
+def list_netns() -> list[str]:
     """Names of all named network namespaces (``ip netns list``)."""
     out = run(["ip", "netns", "list"]).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -73,13 +75,13 @@ def del_netns(name: str) -> None:
         run(["ip", "netns", "del", name], check=False)
 
 
-def netns_pids(name: str) -> List[int]:
+def netns_pids(name: str) -> list[int]:
     """Pids of the processes whose network namespace is ``name``."""
     cp = run(["ip", "netns", "pids", name], check=False)
     return [int(p) for p in cp.stdout.split() if p.isdigit()]
 
 
-def links(ns: str) -> Dict[str, Dict[str, Any]]:
+def links(ns: str) -> dict[str, dict[str, Any]]:
     """Interfaces of ``ns`` by name, from ``ip -j addr show``."""
     cp = ip(ns, "-j", "addr", "show", check=False)
     if cp.returncode != 0 or not cp.stdout.strip():
@@ -87,12 +89,12 @@ def links(ns: str) -> Dict[str, Dict[str, Any]]:
     return {d["ifname"]: d for d in json.loads(cp.stdout)}
 
 
-def ipv4_of(info: Dict[str, Any]) -> List[str]:
+def ipv4_of(info: dict[str, Any]) -> list[str]:
     """``addr/prefix`` strings of an interface record from :func:`links`."""
     return [f"{a['local']}/{a['prefixlen']}" for a in info.get("addr_info", []) if a.get("family") == "inet"]
 
 
-def set_sysctls(ns: str, values: Dict[str, str]) -> None:
+def set_sysctls(ns: str, values: dict[str, str]) -> None:
     """Write ``net.*`` sysctls inside ``ns``; keys missing in this kernel are skipped.
 
     Done with the running interpreter rather than `sysctl(8)` so the only
@@ -147,7 +149,7 @@ def proc_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def proc_cmdline(pid: int) -> List[str]:
+def proc_cmdline(pid: int) -> list[str]:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
@@ -155,7 +157,7 @@ def proc_cmdline(pid: int) -> List[str]:
         return []
 
 
-def terminate(pids: Iterable[int], *, grace_s: float = 2.0) -> List[int]:
+def terminate(pids: Iterable[int], *, grace_s: float = 2.0) -> list[int]:
     """SIGTERM ``pids``, wait up to ``grace_s``, SIGKILL the rest; return the pids signalled."""
     pids = [p for p in pids if p > 1 and p != os.getpid() and proc_alive(p)]
     for p in pids:
