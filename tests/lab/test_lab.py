@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import select
 import signal
 import statistics
@@ -145,7 +146,7 @@ def median_rtt(lab: Lab, client: int, server: int, dst: str, count: int = 50, **
 def lab_namespaces(prefix: str) -> list[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(prefix + "-")]
+    return [n for n in names if not prefix or n.startswith(prefix + "-")]
 
 
 def forwarder_pids(lab: Lab) -> list[int]:
@@ -169,11 +170,20 @@ def wait_until(cond: Any, timeout: float) -> bool:
     return bool(cond())
 
 
+def remove_stale_test_labs() -> None:
+    """Take down labs left by earlier test runs that died (prefix = letter + dead pid)."""
+    pattern = re.compile(r"^([tkr])(\d+)(?:-(?:n\d+|w\d+|slow))?$")
+    found = {m.group(1) + m.group(2) for name in lab_namespaces("")
+             if (m := pattern.match(name)) and not alive(int(m.group(2)))}
+    for prefix in sorted(found):
+        Lab(2, prefix).down()
+
+
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    prefix = f"t{os.getpid() % 100000}"
+    remove_stale_test_labs()
+    prefix = f"t{os.getpid()}"
     lab = Lab(2, prefix, slow_delay_ms=DELAY_MS, max_lifetime_s=600)
-    lab.down()  # whatever a crashed run with the same prefix left
     try:
         lab.up()
         yield lab
@@ -227,7 +237,7 @@ def test_up_is_idempotent(lab: Lab) -> None:
 @pytest.mark.timeout(30)
 def test_down_after_creator_killed(tmp_path: Path) -> None:
     """A lab whose creator died by SIGKILL is still fully removed by down(), twice."""
-    prefix = f"k{os.getpid() % 100000}"
+    prefix = f"k{os.getpid()}"
     src = str(Path(boltring.lab.__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
     code = ("import sys, time\nfrom boltring.lab import Lab\n"
@@ -318,7 +328,7 @@ def test_fast_link_bulk_throughput(lab: Lab) -> None:
 @pytest.mark.netns
 @pytest.mark.timeout(40)
 def test_ring_of_three() -> None:
-    prefix = f"r{os.getpid() % 100000}"
+    prefix = f"r{os.getpid()}"
     with Lab(3, prefix, slow_delay_ms=DELAY_MS, max_lifetime_s=120) as lab:
         assert lab.fast_ifaces(0) == ["thunderbolt0", "thunderbolt1"]
         # 0 -> 1 over link 0 and 0 -> 2 over link 2 (node 0's thunderbolt1): both fast.

@@ -70,6 +70,7 @@ FAST_IFS = ("thunderbolt0", "thunderbolt1")
 SLOW_IF = "tailscale0"
 SLOW_METRIC = 1000
 READY_TIMEOUT_S = 10.0
+LOCK_TIMEOUT_S = 60.0
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 
 NodeRef = int | str
@@ -562,7 +563,16 @@ class Lab:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         lock = self.state_root / f"{self.prefix}.lock"
         with open(lock, "a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            deadline = time.monotonic() + LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LabError(f"lab {self.prefix!r} is locked by another process "
+                                       f"({lock}) for over {LOCK_TIMEOUT_S:.0f} s") from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:
