@@ -13,6 +13,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="show boltring moving MLX arrays, and the path it used")
     demo.add_argument("--iface", default="lo", help="interface to bind to")
+    from boltring.lab import cli as lab_cli
+
+    lab_cli.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -20,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         from boltring import demo as demo_mod
 
         return demo_mod.run(args.iface)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    return int(args.func(args))
 
 
 if __name__ == "__main__":
