@@ -11,7 +11,8 @@ Rules (DESIGN.md, "Path policy"):
   fallback;
 - the active path is demoted at once on an explicit failure (interface
   missing, connect refused, I/O error, deadline), or after `k` probes in a row
-  over `max_rtt_ms`;
+  over `max_rtt_ms` (a limit for primary-kind paths: a fallback is expected to
+  be slow, and is healthy while it answers);
 - a better path is promoted after `k` healthy probes in a row, healthy meaning
   under `promote_ratio * max_rtt_ms`: the band between the two thresholds is
   the hysteresis that keeps an RTT hovering near the limit from flapping;
@@ -102,12 +103,15 @@ class PathPolicy:
         first = not h.ever_up
         h.up = h.ever_up = True
         h.rtt_ms = rtt_ms
-        if rtt_ms > self.max_rtt_ms:
+        # The RTT limit is the primary link's: a fallback (a VPN at 40 ms) is
+        # expected to be slow, and is healthy while it answers.
+        limit = self.max_rtt_ms if c.kind == self.primary_kind else float("inf")
+        if rtt_ms > limit:
             h.good_streak, h.bad_streak = 0, h.bad_streak + 1
             if h.bad_streak >= self.k or first:
                 h.healthy = False
                 h.reason = f"RTT {rtt_ms:.1f} ms over {self.max_rtt_ms:g} ms for {h.bad_streak} probes"
-        elif rtt_ms <= self.max_rtt_ms * self.promote_ratio:
+        elif rtt_ms <= limit * self.promote_ratio:
             h.bad_streak, h.good_streak = 0, h.good_streak + 1
             if first or h.good_streak >= self.k:
                 h.healthy = True
