@@ -11,8 +11,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="boltring", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="show boltring moving MLX arrays, and the path it used")
-    demo.add_argument("--iface", default="lo", help="interface to bind to")
+    sub.add_parser("demo", help="the seed's story live: bound links, loud fallback, re-promotion")
     from boltring.lab import cli as lab_cli
 
     lab_cli.register(sub)
@@ -22,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from boltring import demo as demo_mod
 
-        return demo_mod.run(args.iface)
+        return demo_mod.run(args.verbose)
     return int(args.func(args))
 
 

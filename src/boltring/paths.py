@@ -585,7 +585,10 @@ def _path_of(chan: Channel) -> Candidate | None:
 
 
 def _why(exc: BaseException, c: Candidate) -> str:
-    if isinstance(exc, LinkDown) and "missing" in str(exc):
+    """The reason a path failed, naming a vanished interface plainly."""
+    try:
+        _core.ifindex(c.iface)
+    except BoltError:
         return f"interface {c.iface} is missing"
     return reason_of(exc)
 

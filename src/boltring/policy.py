@@ -37,7 +37,7 @@ class Candidate:
     remote: str
 
     def __str__(self) -> str:
-        return f"{self.iface} ({self.kind.name.lower()}) -> {self.remote}"
+        return f"{self.iface or '(no interface)'} ({self.kind.name.lower()}, {self.remote})"
 
 
 @dataclass
@@ -154,9 +154,10 @@ class PathPolicy:
         h = self.health[cur]
         if not h.healthy or not self.allowed(cur):
             if best is None:
-                return self._switch(None, "down", f"{cur.iface}: {h.reason}; no healthy path left")
+                why = h.reason if cur.iface in h.reason else f"{cur.iface}: {h.reason}"
+                return self._switch(None, "down", f"{why}; no healthy path left")
             kind = "fallback" if best.kind < cur.kind else "switch"
-            return self._switch(best, kind, f"{cur.iface}: {h.reason}")
+            return self._switch(best, kind, h.reason if cur.iface in h.reason else f"{cur.iface}: {h.reason}")
         if best is not None and best.kind > cur.kind and self.health[best].good_streak >= self.k:
             return self._switch(best, "promote",
                                 f"{best.iface} healthy for {self.k} probes ({self.health[best].reason})")
