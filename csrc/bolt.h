@@ -119,6 +119,9 @@ int bolt_local_addr(int fd, char *ip, size_t ip_len, uint16_t *port);
 int bolt_ifindex(const char *ifname);
 /* Shut both directions down and close; errors are ignored. */
 void bolt_close(int fd);
+/* Graceful close after a GOODBYE: FIN, drain until the peer closes or
+ * timeout_ms pass, close. */
+int bolt_linger_close(int fd, int timeout_ms);
 
 /* -------------------------------------------------------------- transfer */
 

@@ -271,3 +271,31 @@ void bolt_close(int fd)
     (void)shutdown(fd, SHUT_RDWR);
     (void)close(fd);
 }
+
+int bolt_linger_close(int fd, int timeout_ms)
+{
+    if (fd < 0)
+        return 0;
+    /* FIN after our last frame, then read and drop what the peer still sends
+     * until it closes too: its sends in flight complete instead of meeting a
+     * reset, so it reads our GOODBYE rather than a broken pipe. */
+    (void)shutdown(fd, SHUT_WR);
+    int64_t deadline = bolt_now_ns() + (int64_t)timeout_ms * 1000000;
+    char sink[4096];
+    for (;;) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            break;
+        if (n > 0)
+            continue;
+        int64_t left = (deadline - bolt_now_ns()) / 1000000;
+        if (left <= 0)
+            break;
+        struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+        (void)poll(&p, 1, (int)left);
+    }
+    (void)close(fd);
+    return 0;
+}

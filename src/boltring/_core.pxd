@@ -47,6 +47,7 @@ cdef extern from "bolt.h" nogil:
     int bolt_local_addr(int fd, char *ip, size_t ip_len, uint16_t *port)
     int bolt_ifindex(const char *ifname)
     void bolt_close(int fd)
+    int bolt_linger_close(int fd, int timeout_ms)
 
     ctypedef struct bolt_op:
         int fd

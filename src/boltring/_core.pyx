@@ -163,6 +163,14 @@ def close(int fd):
     bolt_close(fd)
 
 
+def linger_close(int fd, double timeout_s):
+    """Close after a GOODBYE: FIN, drop what the peer still sends until it closes
+    too (at most timeout_s), close."""
+    cdef int ms = _timeout_ms(timeout_s)
+    with nogil:
+        bolt_linger_close(fd, ms)
+
+
 cdef str _op_detail(int rc, bolt_op *op):
     if rc == BOLT_ETRUNC:
         return f" (after {op.done} bytes)"

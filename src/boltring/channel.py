@@ -21,6 +21,9 @@ from boltring.errors import BoltError, PeerLost
 log = logging.getLogger("boltring")
 
 DEFAULT_TIMEOUT_S = 30.0
+# After GOODBYE, how long close() keeps reading so the peer's frames in flight
+# land instead of meeting a reset (it then reads the GOODBYE, not a broken pipe).
+LINGER_S = 0.25
 
 
 def byte_view(x: Any, *, writable: bool = False) -> memoryview:
@@ -193,12 +196,17 @@ class Channel:
         """Say GOODBYE (when the channel is healthy) and shut the socket down."""
         if self._fd < 0:
             return
+        said = False
         if goodbye and self._broken is None:
             try:
                 self._transfer([b""], [], _core.KIND_GOODBYE, dtypes.RAW, 1.0)
+                said = True
             except (BoltError, OSError):
                 pass
-        _core.close(self._fd)
+        if said:
+            _core.linger_close(self._fd, LINGER_S)
+        else:
+            _core.close(self._fd)
         self._fd = -1
 
     def __enter__(self) -> Channel:

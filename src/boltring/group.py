@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import threading
 import time
 import weakref
@@ -62,6 +63,7 @@ class Group:
             self.close()
             raise
         _live.add(self)
+        _handle_sigterm()
 
     # ------------------------------------------------------------ MLX's Group
 
@@ -234,6 +236,19 @@ def init(
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
                         max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=_secret(secret))
     return Group(hf, rank, settings)
+
+
+def _handle_sigterm() -> None:
+    """Make SIGTERM exit through Python (so groups say GOODBYE), unless the
+    program handles SIGTERM itself."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 @atexit.register

@@ -58,23 +58,23 @@ class Hostfile:
         return sorted({(rank - 1) % n, (rank + 1) % n})
 
 
-def _address(item: Any, where: str) -> Address:
+def _address(item: Any) -> Address:
     if isinstance(item, str):
         ip, port = endpoint.parse(item)
         return Address(ip, port)
     if isinstance(item, dict):
         if "addr" not in item:
-            raise ConfigError(f"{where}: an address object needs \"addr\"")
+            raise ConfigError(f"an address object needs \"addr\"")
         unknown = set(item) - {"addr", "iface", "kind"}
         if unknown:
-            raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+            raise ConfigError(f"unknown keys {sorted(unknown)}")
         ip, port = endpoint.parse(item["addr"])
         kind = LinkKind.parse(item["kind"]) if item.get("kind") else None
         iface = item.get("iface")
         if iface is not None and not isinstance(iface, str):
-            raise ConfigError(f"{where}: \"iface\" must be a string")
+            raise ConfigError(f"\"iface\" must be a string")
         return Address(ip, port, iface, kind)
-    raise ConfigError(f"{where}: expected \"ip:port\" or an object, got {type(item).__name__}")
+    raise ConfigError(f"expected \"ip:port\" or an object, got {type(item).__name__}")
 
 
 def parse(data: Any, source: str = "<hostfile>") -> Hostfile:
@@ -88,9 +88,9 @@ def parse(data: Any, source: str = "<hostfile>") -> Hostfile:
         if not isinstance(entry, list) or not entry:
             raise ConfigError(f"{source}: entry {rank} must be a non-empty list of addresses")
         try:
-            entries.append(tuple(_address(item, f"entry {rank}") for item in entry))
+            entries.append(tuple(_address(item) for item in entry))
         except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+            raise ConfigError(f"{source}: entry {rank}: {exc}") from None
     return Hostfile(tuple(entries), source)
 
 

@@ -122,6 +122,7 @@ class PeerLink:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.closed = False
+        self.dirty = False  # an operation was abandoned mid-frame: the stripes are unusable
         self.fatal: BaseException | None = None
         # dialer side
         self.policy = PathPolicy(resolve(addresses), max_rtt_ms=settings.max_rtt_ms, k=settings.k,
@@ -131,6 +132,7 @@ class PeerLink:
         self.want_kind = "initial"
         self.want_reason = ""
         self._probes: dict[Candidate, Channel] = {}
+        self._refused: dict[Candidate, bool] = {}  # the peer's host answered: nothing listens
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         # acceptor side
@@ -236,6 +238,7 @@ class PeerLink:
                 chan, _ = self._dial(c, "probe")
                 self._probes[c] = chan
             rtt = chan.ping(self.settings.probe_timeout_s) * 1000.0
+            self._refused[c] = False
             with self.lock:
                 self.policy.probe(c, rtt)
         except (AuthError, ConfigError) as exc:
@@ -248,6 +251,7 @@ class PeerLink:
             self._probes.pop(c, None)
             with self.lock:
                 self.policy.failed(c, _why(exc, c))
+                self._refused[c] = isinstance(exc, PeerClosed) or "refused" in str(exc)
 
     def _monitor_loop(self) -> None:
         interval = self.settings.probe_interval_s
@@ -313,10 +317,11 @@ class PeerLink:
             log.debug("peer %d: probe connection ended: %s", self.peer, ended)
         with self._incoming_cv:
             self._probe_peers.discard(chan)
-            if not self._probe_peers and not self.closed and isinstance(ended, PeerLost):
-                # every probe connection of the dialer ended without GOODBYE: it is gone
-                self.peer_gone = PeerLost(f"peer {self.peer}: every connection ended without GOODBYE "
-                                          "(the process died or its host went away)")
+            if not self._probe_peers and not self.closed and isinstance(ended, (PeerLost, PeerClosed)):
+                # every probe connection of the dialer ended: it closed, or it is gone
+                self.peer_gone = ended if isinstance(ended, PeerClosed) else PeerLost(
+                    f"peer {self.peer}: every connection ended without GOODBYE (the process died or "
+                    "its host went away)")
             self._incoming_cv.notify_all()
 
     def _pending_epoch(self) -> int | None:
@@ -352,6 +357,12 @@ class PeerLink:
         `promote`: at an operation boundary, also move to a better path."""
         if self.closed:
             raise PeerClosed(f"peer {self.peer}: the group is closed")
+        if self.dirty:
+            with self.lock:
+                for chan in self.stripes:
+                    chan.close(goodbye=False)
+                self.stripes = []
+                self.dirty = False
         if self.dialer:
             self._dialer_ready(deadline, promote)
         else:
@@ -367,6 +378,7 @@ class PeerLink:
                                                        and self.policy.health[self.path].healthy)):
                 return
             if want is None:
+                self._check_peer_alive()
                 waited = time.monotonic() - self.policy.started > self.settings.prefer_wait_s
                 if self.settings.fallback == "never" and (self.epoch or waited):
                     raise self._no_path_error()
@@ -388,6 +400,15 @@ class PeerLink:
                 self.decide()
                 if time.monotonic() > deadline:
                     raise self._no_path_error() from exc
+
+    def _check_peer_alive(self) -> None:
+        """After the data path failed: if the peer's host refuses every path (nothing
+        listens any more) or said GOODBYE, the peer is gone: say so now."""
+        with self.lock:
+            usable = [c for c in self.policy.candidates if c.iface]
+            if self.epoch and usable and all(self._refused.get(c) for c in usable):
+                raise PeerLost(f"peer {self.peer}: its host refuses every path (nothing listens): "
+                               "the process is gone")
 
     def _no_path_error(self) -> BoltError:
         with self.lock:
@@ -544,7 +565,7 @@ class PeerLink:
             stripes, self.stripes = self.stripes, []
         self._stop.set()
         for chan in stripes:
-            chan.close(goodbye=True)
+            chan.close(goodbye=not self.dirty)
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         with self._incoming_cv:
@@ -599,6 +620,15 @@ def run(frames: list[Frame], deadline: float, *, boundary: bool = False) -> None
     move again; frames on healthy links keep their progress.  At an operation
     `boundary` a link also moves to a better path the monitor has chosen."""
     links_in = list(dict.fromkeys(f.link for f in frames))
+    try:
+        _run(frames, links_in, deadline, boundary)
+    except BaseException:
+        for link in links_in:
+            link.dirty = True
+        raise
+
+
+def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundary: bool) -> None:
     for link in links_in:
         link.ready(deadline, promote=boundary)
     carried: dict[tuple[int, int], bytes] = {}

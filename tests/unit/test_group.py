@@ -1,0 +1,175 @@
+"""Forming a group and its failures, with ranks as real processes over loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import boltring
+from boltring import ConfigError, Timeout
+
+pytestmark = pytest.mark.timeout(90)
+
+RANK = textwrap.dedent(
+    """
+    import json, sys, time
+    import mlx.core as mx
+    import boltring
+    hostfile, rank, plan = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    kw = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    t0 = time.monotonic()
+    try:
+        g = boltring.init(hostfile, rank, **kw)
+        print("formed", flush=True)
+        x = mx.full((1 << 20,), rank + 1, mx.float32)
+        assert g.all_sum(x)[0].item() == 3
+        print("summed", flush=True)
+        if plan == "close":
+            g.close()
+        elif plan == "idle":
+            time.sleep(60)
+        elif plan == "loop":
+            while True:
+                g.all_sum(x)
+        print("done", flush=True)
+    except boltring.BoltError as e:
+        print("error", type(e).__name__, round(time.monotonic() - t0, 2), e, flush=True)
+    """
+)
+
+_port = [41000]
+
+
+def hostfile(tmp_path, n=2):
+    _port[0] += 10
+    path = tmp_path / f"hosts{_port[0]}.json"
+    path.write_text(json.dumps([[f"127.0.0.{i + 1}:{_port[0] + i}"] for i in range(n)]))
+    return path
+
+
+def start(path, rank, plan, **kw):
+    return subprocess.Popen([sys.executable, "-c", RANK, str(path), str(rank), plan, json.dumps(kw)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def read_until(proc, word, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(word):
+            return line.split()
+    raise AssertionError(f"no {word!r} line")
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def test_close_says_goodbye_and_the_peer_raises_peer_closed_at_once(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "loop"), start(path, 1, "close")]
+    read_until(procs[1], "done")
+    line = read_until(procs[0], "error")
+    assert line[1] == "PeerClosed"
+
+
+def test_sigterm_says_goodbye(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "loop"), start(path, 1, "idle")]
+    read_until(procs[1], "summed")
+    procs[1].send_signal(signal.SIGTERM)
+    assert procs[1].wait(timeout=10) == 128 + signal.SIGTERM
+    assert read_until(procs[0], "error")[1] == "PeerClosed"
+
+
+def test_a_killed_peer_is_peer_lost_within_two_seconds(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "loop"), start(path, 1, "loop")]
+    read_until(procs[1], "summed")
+    time.sleep(0.3)
+    procs[1].kill()
+    t0 = time.monotonic()
+    line = read_until(procs[0], "error")
+    assert line[1] == "PeerLost", line
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_a_missing_peer_is_a_timeout_naming_it(tmp_path):
+    path = hostfile(tmp_path)
+    t0 = time.monotonic()
+    with pytest.raises(Timeout, match="peer 1"):
+        boltring.init(path, 0, timeout_s=1.5)
+    assert time.monotonic() - t0 < 5
+
+
+def test_different_world_sizes_are_a_config_error(tmp_path, procs):
+    two, three = hostfile(tmp_path, 2), tmp_path / "three.json"
+    entries = json.loads(two.read_text())
+    three.write_text(json.dumps(entries + [["127.0.0.3:1"]]))
+    procs += [start(two, 0, "close", timeout_s=5), start(three, 1, "close", timeout_s=5)]
+    line = read_until(procs[1], "error")
+    assert line[1] == "ConfigError" and "world size" in " ".join(line), line
+
+
+def test_a_wrong_secret_is_an_auth_error_on_both_sides_within_a_second(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "close", secret="alpha", timeout_s=10),
+              start(path, 1, "close", secret="beta", timeout_s=10)]
+    lines = [read_until(p, "error") for p in procs]
+    assert [x[1] for x in lines] == ["AuthError", "AuthError"], lines
+    assert all(float(x[2]) < 1.5 for x in lines), lines
+
+
+def test_the_same_secret_forms_the_group(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "close", secret="s3cret"), start(path, 1, "close", secret="s3cret")]
+    for p in procs:
+        read_until(p, "done")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("not json", "not valid JSON"),
+    ("[]", "non-empty JSON list"),
+    ('[["127.0.0.1:1"], "nonsense"]', "entry 1"),
+    ('[["127.0.0.1:1"], [{"addr": "1.2.3.4:5", "bogus": 1}]]', "unknown keys"),
+])
+def test_a_malformed_hostfile_is_a_config_error_naming_it(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        boltring.init(path, 0)
+    assert str(path) in str(info.value)
+
+
+def test_a_rank_out_of_range_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="rank 5 is out of range"):
+        boltring.init(hostfile(tmp_path), 5)
+
+
+def test_an_unreadable_hostfile_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        boltring.init(tmp_path / "missing.json", 0)
+
+
+def test_mlx_environment_variables_are_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLX_HOSTFILE", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("MLX_RANK", "0")
+    with pytest.raises(ConfigError, match="missing.json"):
+        boltring.init()
+    monkeypatch.setenv("MLX_RANK", "zero")
+    with pytest.raises(ConfigError, match="MLX_RANK"):
+        boltring.init()
