@@ -5,7 +5,8 @@ touches); reduces are one C call per received chunk.
 
 - 1 rank: the identity.
 - 2 ranks: one full-duplex exchange, then a local reduce (one step, not MLX's
-  2(N-1)).  IEEE addition is commutative, so both ranks get bit-identical sums.
+  2(N-1)).  Both ranks compute x0 (op) x1 in that order, so their results are
+  bit-identical even where the order decides a NaN payload or a signed zero.
 - N >= 3: ring reduce-scatter then all-gather, both directions of the ring at
   once: the first half of the buffer travels to the right, the second to the left.
   Sent chunks are never written again within the operation (reduce-scatter works
@@ -51,6 +52,14 @@ def _reduce(op: int, dtype: mx.Dtype, dst: memoryview, src: memoryview) -> None:
         _core.reduce(op, dtypes.code(dtype), dtypes.itemsize(dtype), dst, src)
 
 
+def _order_matters(dtype: mx.Dtype, op: int) -> bool:
+    """Whether a (op) b and b (op) a can differ in their bits: which NaN payload a
+    float sum keeps, which of +0/-0 or of two NaNs max and min return (MLX's rules).
+    Integer, bool and float16/bfloat16 sums do not depend on the order."""
+    floats = (mx.float32, mx.float64, mx.complex64)
+    return dtype in floats or (op != SUM and dtype in (mx.float16, mx.bfloat16))
+
+
 def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
     view, code = send_view(x)
     if group.size() == 1:
@@ -61,8 +70,14 @@ def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
         tmp = fresh(x.shape, x.dtype)
         tview = byte_view(tmp, writable=True)
         group.step([Frame(link, True, view, code), Frame(link, False, tview, code)], deadline, boundary=True)
-        _reduce(op, x.dtype, tview, view)
-        return tmp
+        if group.rank() == 1 or not _order_matters(x.dtype, op):
+            _reduce(op, x.dtype, tview, view)  # rank 1: x0 (op) x1
+            return tmp
+        out = fresh(x.shape, x.dtype)  # rank 0 computes x0 (op) x1 too, in a copy of x0
+        ov = byte_view(out, writable=True)
+        ov[:] = view
+        _reduce(op, x.dtype, ov, tview)
+        return out
     return _ring_all_reduce(group, x, view, code, op, deadline)
 
 
