@@ -60,11 +60,43 @@ def _order_matters(dtype: mx.Dtype, op: int) -> bool:
     return dtype in floats or (op != SUM and dtype in (mx.float16, mx.bfloat16))
 
 
+# Small 2-rank reductions (a decode step's 8-16 KiB) skip allocating and evaluating
+# an output array: the peer's bytes become an MLX array by a plain copy from the
+# buffer protocol, and the reduce is left to MLX, lazily, in rank order.
+SMALL = 256 << 10
+_CARRIER = {  # dtype -> (struct format to import the bytes as, view to apply)
+    mx.bool_: ("?", None), mx.uint8: ("B", None), mx.int8: ("b", None),
+    mx.uint16: ("H", None), mx.int16: ("h", None), mx.uint32: ("I", None),
+    mx.int32: ("i", None), mx.uint64: ("Q", None), mx.int64: ("q", None),
+    mx.float32: ("f", None), mx.float64: ("d", None),
+    mx.float16: ("H", mx.float16), mx.bfloat16: ("H", mx.bfloat16),
+}
+_LAZY_OPS = {SUM: mx.add, MAX: mx.maximum, MIN: mx.minimum}
+
+
+def _small_pair(group: Group, x: mx.array, view: memoryview, code: int, op: int,
+                deadline: float) -> mx.array:
+    link = group.link(1 - group.rank())
+    scratch = link.scratch(view.nbytes)
+    group.step([Frame(link, True, view, code), Frame(link, False, scratch, code)], deadline, boundary=True)
+    fmt, as_dtype = _CARRIER[x.dtype]
+    peer = mx.array(scratch.cast(fmt))
+    if as_dtype is not None:
+        peer = peer.view(as_dtype)
+    peer = peer.reshape(x.shape)
+    a, b = (x, peer) if group.rank() == 0 else (peer, x)
+    if x.dtype == mx.bool_:
+        return mx.logical_or(a, b) if op != MIN else mx.logical_and(a, b)
+    return _LAZY_OPS[op](a, b)
+
+
 def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
     view, code = send_view(x)
     if group.size() == 1:
         return mx.array(x)
     deadline = group.deadline()
+    if group.size() == 2 and 0 < view.nbytes <= SMALL and x.dtype in _CARRIER:
+        return _small_pair(group, x, view, code, op, deadline)
     if group.size() == 2:
         link = group.link(1 - group.rank())
         tmp = fresh(x.shape, x.dtype)

@@ -116,6 +116,7 @@ class PeerLink:
         self.since = time.monotonic()
         self.send_seq = 0
         self.recv_seq = 0
+        self._scratch = bytearray()
         self.window: collections.deque[tuple[int, int, memoryview, int]] = collections.deque()
         self.resend: list[Frame] = []
         self.op_number = 0
@@ -355,6 +356,12 @@ class PeerLink:
     def ready(self, deadline: float, promote: bool) -> None:
         """Make sure the link has data connections on the path it should use.
         `promote`: at an operation boundary, also move to a better path."""
+        if self.stripes and not self.dirty and self.fatal is None and not self.closed:
+            # the common case, once per operation: nothing to change
+            if self.dialer and self.want == self.path:
+                return
+            if not self.dialer and not self._incoming and self.peer_gone is None:
+                return
         if self.closed:
             raise PeerClosed(f"peer {self.peer}: the group is closed")
         if self.dirty:
@@ -506,6 +513,13 @@ class PeerLink:
             log.info("peer %d: re-sending %d frame(s) the peer did not receive", self.peer, len(self.resend))
 
     # ---------------------------------------------------------------- frames
+
+    def scratch(self, nbytes: int) -> memoryview:
+        """A receive buffer reused across operations (its bytes are copied out
+        before the next one), `nbytes` long."""
+        if len(self._scratch) < nbytes:
+            self._scratch = bytearray(max(nbytes, 2 * len(self._scratch)))
+        return memoryview(self._scratch)[:nbytes]
 
     def begin_op(self) -> None:
         """An operation boundary: frames older than the previous operation are
