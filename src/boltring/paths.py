@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -141,6 +142,8 @@ class PeerLink:
         self._incoming_cv = threading.Condition(self.lock)
         self._probe_peers: set[Channel] = set()
         self.peer_gone: BaseException | None = None
+        self.instance = os.urandom(8).hex()  # tells this process's dials from another's
+        self.peer_instance: str | None = None
 
     # ------------------------------------------------------------------ info
 
@@ -191,7 +194,8 @@ class PeerLink:
             self._monitor.start()
 
     def _hello(self, role: str, **extra: Any) -> dict[str, Any]:
-        return {"world": self.world, "src": self.me, "dst": self.peer, "role": role, **extra}
+        return {"world": self.world, "src": self.me, "dst": self.peer, "role": role,
+                "instance": self.instance, **extra}
 
     def _dial(self, c: Candidate, role: str, **extra: Any) -> tuple[Channel, dict[str, Any]]:
         chan = Channel.connect(c.remote, iface=c.iface, timeout=self.settings.connect_timeout_s)
@@ -287,9 +291,15 @@ class PeerLink:
         if hello.get("world") != self.world:
             raise ConfigError(f"world size {hello.get('world')} from rank {hello.get('src')}, "
                               f"but this rank's hostfile has {self.world}")
+        if self.peer_instance is not None and hello.get("instance") != self.peer_instance:
+            raise ConfigError(f"rank {self.peer} is already connected from another process; "
+                              "two processes claim the same rank (duplicate MLX_RANK?)")
 
     def incoming(self, chan: Channel, hello: dict[str, Any]) -> None:
         """A connection the rendezvous accepted and authenticated for this link."""
+        with self.lock:
+            if self.peer_instance is None:
+                self.peer_instance = hello.get("instance")  # the first authenticated dialer
         role = hello.get("role")
         if role == "probe":
             with self.lock:

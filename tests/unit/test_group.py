@@ -173,3 +173,13 @@ def test_mlx_environment_variables_are_read(tmp_path, monkeypatch):
     monkeypatch.setenv("MLX_RANK", "zero")
     with pytest.raises(ConfigError, match="MLX_RANK"):
         boltring.init()
+
+
+def test_two_processes_claiming_one_rank_are_refused(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "idle", timeout_s=8), start(path, 1, "idle", timeout_s=8)]
+    read_until(procs[0], "formed")
+    read_until(procs[1], "formed")
+    procs.append(start(path, 1, "idle", timeout_s=3))
+    line = read_until(procs[2], "error")
+    assert line[1] == "ConfigError" and "same rank" in " ".join(line), line
