@@ -365,9 +365,10 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
             report.notes.append(f"own address {a} is on no interface that is up here: "
                                 "peers cannot reach this rank there")
     if neighbours and not plan:
-        report.problems.append(f"rank {rank} would listen nowhere: none of its hostfile addresses "
-                               f"({', '.join(str(a) for a in hostfile.entries[rank])}) is on an "
-                               "interface that is up")
+        own = ", ".join(str(a) for a in hostfile.entries[rank])
+        why = ("no interface that is up reaches a neighbour"
+               if any(a.wildcard for a in hostfile.entries[rank]) else "none is on an interface that is up")
+        report.problems.append(f"rank {rank} would listen nowhere ({own}): {why}")
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor") as pool:
         for peer in neighbours:
             diag = examine(peer, ranked(hostfile.entries[peer]), table, timeout, checker, pool)
