@@ -226,8 +226,8 @@ def local_state(c: Candidate, table: Sequence[Interface]) -> tuple[str | None, s
     local interface table, before anything is dialled."""
     ip = _ip(c.remote)
     if not c.iface:
-        return ("unresolved", f"no interface here reaches {ip} directly and none is remembered for it "
-                "(is a link missing?)", "none")
+        why = f"no interface here reaches {ip} directly and none is remembered for it (is a link missing?)"
+        return "unresolved", why, "none"
     by_name = {i.name: i for i in table}
     iface = by_name.get(c.iface)
     live = [i.name for i in links.candidates_for(ip, table)]

@@ -537,9 +537,8 @@ class _Acceptor:
                     chan.exchange(memoryview(sbuf)[:n], memoryview(rbuf)[:n], timeout=wait)
                 elif op == "summary":
                     paths = msg.get("paths")
-                    ok = isinstance(paths, list)
-                    _send(chan, {"ok": ok, "error": None if ok else "no paths"}, st.timeout)
-                    if ok:
+                    _send(chan, {"ok": isinstance(paths, list), "error": "no paths"}, st.timeout)
+                    if isinstance(paths, list):
                         with self.cv:
                             sess.summary = [p for p in paths if isinstance(p, dict)]
                             self.cv.notify_all()
@@ -606,18 +605,18 @@ def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Ac
     for c in ranked(hf.entries[peer]):
         status, reason, _ = local_state(c, table)
         paths.append(PathResult(c.iface, str(c.kind), c.remote, status or "not measured", reason))
-    res = PeerResult(peer, "acceptor", paths)
+    out = PeerResult(peer, "acceptor", paths)
     refused = [e for e in sess.errors if e.startswith("refused")]
     if refused and not sess.connections:
-        res.failures.append(f"peer {peer}: every connection from it was {refused[-1]}")
-        return res
+        out.failures.append(f"peer {peer}: every connection from it was {refused[-1]}")
+        return out
     what = (f"{sess.connections} connection(s) from it, but no summary" if sess.connections
             else "no preflight connection from it")
     errors = "; ".join(sess.errors[-2:] + acc.errors[-2:])
-    res.failures.append(f"peer {peer}: {what} within the deadline (is it running `boltring preflight` "
+    out.failures.append(f"peer {peer}: {what} within the deadline (is it running `boltring preflight` "
                         f"with this hostfile, and can it reach this rank's addresses?)"
                         + (f": {errors}" if errors else ""))
-    return res
+    return out
 
 
 # ------------------------------------------------------------------ entry

@@ -150,9 +150,8 @@ def test_seed_case_without_memory_still_degraded(machine: Any) -> None:
     (peer,) = report.peers
     assert peer.paths[-1].status == "unresolved" and peer.paths[-1].iface == ""
     assert peer.would_use is not None and peer.would_use.iface == "en0"
-    assert report.problems == [
-        "peer 1: no interface here reaches 192.168.4.21 directly and none is remembered for it "
-        "(is a link missing?) (the hostfile lists 192.168.4.21:5000)"]
+    assert report.problems == [("peer 1: no interface here reaches 192.168.4.21 directly and none is "
+                                "remembered for it (is a link missing?) (the hostfile lists 192.168.4.21:5000)")]
 
 
 def test_only_the_thunderbolt_address_and_it_is_gone(machine: Any) -> None:
@@ -174,8 +173,8 @@ def test_primary_that_does_not_answer_means_fallback(machine: Any) -> None:
     machine("macstudio_healthy")
     report = run(hf(PEER_TB, PEER_LAN), checker=checker({"bridge0": "timeout"}))
     assert report.exit_code == 1
-    assert report.problems == ["peer 1: would use en0 (ethernet): no answer from 192.168.4.21:5000 "
-                               "via bridge0 within 0.5 s"]
+    assert report.problems == [("peer 1: would use en0 (ethernet): no answer from 192.168.4.21:5000 "
+                                "via bridge0 within 0.5 s")]
 
 
 def test_a_running_rank_counts_as_reached(machine: Any) -> None:
@@ -211,8 +210,8 @@ def test_ring_of_three_checks_both_neighbours(machine: Any) -> None:
     assert report.peers[0].state == "primary" and report.peers[0].would_use is not None
     assert report.peers[0].would_use.iface == "thunderbolt0"
     # rank 2's LAN address: eth0 silent, so wifi
-    assert report.problems == ["peer 2: would use wlan0 (wifi): no answer from 192.168.1.62:5000 via "
-                               "eth0 within 0.5 s"]
+    assert report.problems == [("peer 2: would use wlan0 (wifi): no answer from 192.168.1.62:5000 via "
+                                "eth0 within 0.5 s")]
 
 
 def test_bad_rank_is_a_config_error(machine: Any) -> None:
@@ -277,11 +276,11 @@ def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
     env_cmd = [sys.executable, "-m", "boltring.cli", "doctor"]
-    out = subprocess.run([*env_cmd, "--json"], capture_output=True, text=True, timeout=60,
+    out = subprocess.run([*env_cmd, "--json"], capture_output=True, text=True, timeout=60, check=False,
                          env={"PATH": "/usr/bin:/bin", "BOLTRING_STATE_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["interfaces"]
     bad = subprocess.run([*env_cmd, "--hostfile", str(tmp_path / "none.json"), "--rank", "0"],
-                         capture_output=True, text=True, timeout=60,
+                         capture_output=True, text=True, timeout=60, check=False,
                          env={"PATH": "/usr/bin:/bin", "BOLTRING_STATE_DIR": str(tmp_path)})
     assert bad.returncode == 2 and "cannot read it" in bad.stderr

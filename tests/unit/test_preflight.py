@@ -37,8 +37,8 @@ def test_slow_primary_and_slow_fallback() -> None:
     use, state, failures = evaluate(1, [path("thunderbolt0", "thunderbolt", 10.4, 200),
                                         path("tailscale0", "vpn", 40.6, 100)], 5.0, None)
     assert use is not None and use.iface == "thunderbolt0" and state == "slow"
-    assert failures == ["peer 1: no path within --max-rtt-ms 5: thunderbolt0 (thunderbolt) RTT 10.40 ms, "
-                        "tailscale0 (vpn) RTT 40.60 ms"]
+    assert failures == [("peer 1: no path within --max-rtt-ms 5: thunderbolt0 (thunderbolt) RTT 10.40 ms, "
+                         "tailscale0 (vpn) RTT 40.60 ms")]
 
 
 def test_slow_primary_fast_fallback_is_a_fallback() -> None:
