@@ -66,6 +66,7 @@ class PathCheck:
     reason: str  # one line: why it is usable or not
     source: str  # live (the interface holds the subnet now), remembered, hostfile, none
     connect_ms: float | None = None
+    position: int = 0  # order of the path in the hostfile's entry (resolve order)
 
     @property
     def reached(self) -> bool:
@@ -281,17 +282,19 @@ def ranked(addresses: Sequence[Any]) -> list[Candidate]:
 
 def examine(peer: int, cands: Sequence[Candidate], table: Sequence[Interface], timeout: float,
             checker: Checker, pool: ThreadPoolExecutor | None = None) -> PeerDiagnosis:
-    """Check every candidate (concurrently when given a pool, each bounded) and
-    decide the path."""
+    """Check every candidate (``paths.resolve`` order; concurrently when given a
+    pool, each bounded) and decide the path."""
 
-    def one(c: Candidate) -> PathCheck:
+    def one(item: tuple[int, Candidate]) -> PathCheck:
+        position, c = item
         status, reason, source = local_state(c, table)
         ms = None
         if status is None:
             status, reason, ms = checker(c, timeout)
-        return PathCheck(c.iface, str(c.kind), c.remote, status, reason, source, ms)
+        return PathCheck(c.iface, str(c.kind), c.remote, status, reason, source, ms, position)
 
-    checks = list(pool.map(one, cands)) if pool is not None else [one(c) for c in cands]
+    order = sorted(enumerate(cands), key=lambda item: -int(item[1].kind))  # as PathPolicy ranks
+    checks = list(pool.map(one, order)) if pool is not None else [one(item) for item in order]
     return decide(peer, checks)
 
 
@@ -322,7 +325,11 @@ def decide(peer: int, checks: list[PathCheck]) -> PeerDiagnosis:
         why = f"the best kind here ({use.kind}), and the peer host answered through it {how}".rstrip()
     for c in checks:
         if c.status == "unresolved" and c not in better:
-            problems.append(f"peer {peer}: {c.reason} (the hostfile lists {c.remote})")
+            # Listed ahead of the path in use: the hostfile meant it to be used (the
+            # seed case with nothing remembered); listed after: a fallback that
+            # cannot be taken, worth a note.
+            line = f"peer {peer}: {c.reason} (the hostfile lists {c.remote})"
+            (problems if c.position < use.position else notes).append(line)
         elif not c.reached and c not in better and LinkKind.parse(c.kind) == kind:
             notes.append(f"peer {peer}: {c.label} not usable ({c.reason}): one stripe fewer")
     return PeerDiagnosis(peer, checks, str(primary), use, state, why, problems, notes)
@@ -371,7 +378,7 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
         report.problems.append(f"rank {rank} would listen nowhere ({own}): {why}")
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor") as pool:
         for peer in neighbours:
-            diag = examine(peer, ranked(hostfile.entries[peer]), table, timeout, checker, pool)
+            diag = examine(peer, paths.resolve(hostfile.entries[peer]), table, timeout, checker, pool)
             report.peers.append(diag)
     for diag in report.peers:
         report.problems += diag.problems

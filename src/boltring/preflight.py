@@ -272,6 +272,9 @@ def _connect(c: Candidate, peer: int, st: _Settings, deadline: float) -> tuple[C
             chan = Channel.connect(c.remote, iface=c.iface, timeout=min(1.0, left))
             reply = handshake.dial(chan, {"world": st.world, "src": st.me, "dst": peer, "role": ROLE},
                                    st.secret, max(0.1, min(st.timeout, left)))
+            if reply.get("role") != ROLE:
+                raise ConfigError(f"{chan.where}: a running boltring group answered, not a preflight; "
+                                  "run preflight before the job, or on other ports")
             if reply.get("rank") != peer or reply.get("world") != st.world:
                 raise ConfigError(f"{chan.where}: expected rank {peer} of {st.world}, it is rank "
                                   f"{reply.get('rank')} of {reply.get('world')}; the hostfiles disagree")
@@ -469,7 +472,7 @@ class _Acceptor:
                               f"hostfile has {self.st.world}")
         if src not in self.sessions:
             raise ConfigError(f"rank {src} is not a neighbour that dials rank {self.st.me}")
-        return {"rank": self.st.me, "world": self.st.world}
+        return {"rank": self.st.me, "world": self.st.world, "role": ROLE}
 
     def _serve(self, chan: Channel) -> None:
         """One connection from a dialing neighbour: answer its requests until bye."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from boltring import hostfile, memory, preflight
+from boltring import handshake, hostfile, memory, preflight
 from boltring.channel import Listener
 from boltring.preflight import PathResult, Report, evaluate
 
@@ -170,3 +170,23 @@ def test_bad_arguments() -> None:
         preflight.run_preflight(h, 0, pings=0)
     with pytest.raises(ValueError):
         preflight.run_preflight(h, None)
+
+
+@pytest.mark.timeout(30)
+def test_a_running_group_is_not_taken_for_a_preflight(state: Path) -> None:
+    """A group's rendezvous answers the handshake without role "preflight"."""
+    h = _hosts()
+    with Listener(str(h.entries[0][0]), iface="lo") as listener:
+
+        def group_side() -> None:
+            chan = listener.accept(timeout=10)
+            handshake.accept(chan, lambda hello: {"rank": 0, "world": 2, "addrs": []}, None, 5.0)
+            chan.close(goodbye=False)
+
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(group_side)
+            r1 = preflight.run_preflight(h, 1, timeout=2.0)
+            fut.result(timeout=10)
+    (x,) = r1.peers[0].paths
+    assert x.status == "error" and "a running boltring group answered" in x.reason
+    assert r1.exit_code == 1
