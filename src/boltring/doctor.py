@@ -20,6 +20,15 @@ A missing interface is named from memory (``memory.recall``): after the seed's
 crash, ``bridge0`` is not in the table at all, but boltring remembers it carried
 the peer's subnet, so the report says "bridge0 is missing" instead of nothing.
 
+The higher rank of each pair dials, so the verdict for a neighbour follows the
+group: for a lower neighbour (this rank dials) it is the best path that answers;
+for a higher one (it dials this rank) it is the best of this rank's own hostfile
+addresses that this rank would listen on -- an address whose interface is gone
+cannot be dialled by anyone -- plus one cross-check: if this rank reaches that
+neighbour over a better link than any address it listens on that the neighbour
+is on, the neighbour cannot use that link (fix the hostfile, or use 0.0.0.0).
+This rank's own connect checks to a higher neighbour are still shown, as notes.
+
 Exit code (``DoctorReport.exit_code``): 0 when every neighbour would use a path
 of its best kind, 1 when any is degraded (a fallback, no path, an address no
 interface reaches), with one line per problem.
@@ -41,7 +50,7 @@ from typing import Any
 from boltring import endpoint, links, listening, memory, paths
 from boltring.channel import Channel
 from boltring.errors import BoltError, LinkDown, Timeout
-from boltring.hostfile import Hostfile
+from boltring.hostfile import Address, Hostfile
 from boltring.links import Interface, LinkKind
 from boltring.policy import Candidate
 
@@ -51,8 +60,7 @@ SECRET_ENV = "BOLTRING_SECRET"
 DEFAULT_TIMEOUT_S = 1.0
 
 # Outcomes of a path check.  REACHED: the peer host answered through the path.
-REACHED = frozenset({"connected", "refused"})
-NOT_DIALLED = frozenset({"missing", "down", "off-subnet", "unresolved"})
+REACHED = frozenset({"connected", "refused", "listening"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,9 @@ class PathCheck:
     iface: str  # "" when no interface reaches the address and none is remembered
     kind: str
     remote: str
-    status: str  # connected, refused, timeout, unreachable, error, missing, down, off-subnet, unresolved
+    # connected, refused, timeout, unreachable, error, missing, down, off-subnet, unresolved;
+    # "listening" for this rank's own addresses, as a neighbour that dials it sees them
+    status: str
     reason: str  # one line: why it is usable or not
     source: str  # live (the interface holds the subnet now), remembered, hostfile, none
     connect_ms: float | None = None
@@ -79,7 +89,14 @@ class PathCheck:
 
 @dataclass
 class PeerDiagnosis:
-    """A ring neighbour: its candidate paths (rank order) and the one it would use."""
+    """A ring neighbour and the path the group would use to it.
+
+    The higher rank of a pair dials.  ``paths`` is always this rank's own check of
+    the link to the neighbour (its addresses, each dialled bound).  When this rank
+    dials (``dials``), the verdict comes from ``paths``; when the neighbour dials
+    this rank, from ``inbound``: this rank's own hostfile addresses, as the
+    neighbour would dial them (listening, or why not).
+    """
 
     peer: int
     paths: list[PathCheck]
@@ -89,6 +106,8 @@ class PeerDiagnosis:
     why: str
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    dials: bool = True
+    inbound: list[PathCheck] = field(default_factory=list)
 
 
 @dataclass
@@ -124,8 +143,9 @@ class DoctorReport:
             "interfaces": [interface_dict(i) for i in self.interfaces],
             "listen": self.listen,
             "peers": [
-                {**{k: v for k, v in asdict(p).items() if k not in ("paths", "would_use")},
+                {**{k: v for k, v in asdict(p).items() if k not in ("paths", "would_use", "inbound")},
                  "paths": [asdict(c) for c in p.paths],
+                 "inbound": [asdict(c) for c in p.inbound],
                  "would_use": asdict(p.would_use) if p.would_use else None}
                 for p in self.peers
             ],
@@ -149,17 +169,25 @@ class DoctorReport:
                                  "unauthenticated: BOLTRING_SECRET is not set, any host that reaches "
                                  "the ports can join"))
         if self.rank is not None:
+            dialled = any(not p.dials for p in self.peers)
             out.append("Would listen on: " + ("; ".join(
-                f"{x['addr']} bound to {x['iface']} ({x['kind']})" for x in self.listen) or "nothing"))
+                f"{x['addr']} bound to {x['iface']} ({x['kind']})" for x in self.listen)
+                or ("nothing" if dialled else "nothing (this rank dials every neighbour)")))
         for p in self.peers:
-            out += ["", f"Peer {p.peer}"]
-            out += _table(["#", "PATH", "CHECK", "CONNECT", "WHY"],
-                          [[str(n), c.label, c.status,
-                            "-" if c.connect_ms is None else f"{c.connect_ms:.2f} ms", c.reason]
-                           for n, c in enumerate(p.paths, 1)])
+            rows = [[str(n), c.label, c.status, "-" if c.connect_ms is None else f"{c.connect_ms:.2f} ms",
+                     c.reason] for n, c in enumerate(p.paths, 1)]
+            if p.dials:
+                out += ["", f"Peer {p.peer} (this rank dials it)"]
+                out += _table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
+            else:
+                out += ["", f"Peer {p.peer} (it dials this rank, at this rank's addresses)"]
+                out += _table(["#", "THIS RANK'S ADDRESS", "STATE", "WHY"],
+                              [[str(n), f"{c.remote} via {c.iface or '(no interface)'} ({c.kind})", c.status,
+                                c.reason] for n, c in enumerate(p.inbound, 1)])
+                out.append("  and this rank's own check of the link to it:")
+                out += _table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
             if p.would_use is not None:
-                out.append(f"  would use: {p.would_use.iface} ({p.would_use.kind}) -> "
-                           f"{p.would_use.remote} [{p.state}]: {p.why}")
+                out.append(f"  would use: {p.would_use.label} [{p.state}]: {p.why}")
             else:
                 out.append(f"  would use: nothing [{p.state}]: {p.why}")
         if self.notes:
@@ -275,11 +303,6 @@ def check_path(c: Candidate, timeout: float) -> tuple[str, str, float | None]:
 Checker = Callable[[Candidate, float], tuple[str, str, "float | None"]]
 
 
-def ranked(addresses: Sequence[Any]) -> list[Candidate]:
-    """The candidate paths to a peer, in the order the path policy ranks them."""
-    return sorted(paths.resolve(addresses), key=lambda c: -int(c.kind))
-
-
 def examine(peer: int, cands: Sequence[Candidate], table: Sequence[Interface], timeout: float,
             checker: Checker, pool: ThreadPoolExecutor | None = None) -> PeerDiagnosis:
     """Check every candidate (``paths.resolve`` order; concurrently when given a
@@ -298,27 +321,32 @@ def examine(peer: int, cands: Sequence[Candidate], table: Sequence[Interface], t
     return decide(peer, checks)
 
 
-def decide(peer: int, checks: list[PathCheck]) -> PeerDiagnosis:
-    """Which path the group would take (the best-ranked one that reaches the peer),
-    and the problems that make the neighbour degraded."""
+def decide(peer: int, checks: list[PathCheck], *, inbound: bool = False) -> PeerDiagnosis:
+    """Which path the group would take (the best-ranked one that works), and the
+    problems that make the neighbour degraded.  ``inbound``: ``checks`` are this
+    rank's own addresses, which the neighbour dials."""
+    who = f"peer {peer} dials this rank: it" if inbound else f"peer {peer}:"
     if not checks:
-        return PeerDiagnosis(peer, [], None, None, "down", "the hostfile gives no address for it",
-                             [f"peer {peer}: the hostfile gives no address for it"])
+        why = "this rank's hostfile entry gives it no address" if inbound else "the hostfile gives no address for it"
+        return PeerDiagnosis(peer, [], None, None, "down", why, [f"peer {peer}: {why}"], dials=not inbound)
     primary = max(LinkKind.parse(c.kind) for c in checks)
     use = next((c for c in checks if c.reached), None)
     problems: list[str] = []
     notes: list[str] = []
     if use is None:
         why = "; ".join(f"{c.iface or c.remote}: {c.reason}" for c in checks)
-        problems.append(f"peer {peer}: no path reaches it: {why}")
-        diag = PeerDiagnosis(peer, checks, str(primary), None, "down", why, problems)
-        return diag
+        problems.append(f"peer {peer}: {'cannot reach this rank' if inbound else 'no path reaches it'}: {why}")
+        return PeerDiagnosis(peer, checks, str(primary), None, "down", why, problems, dials=not inbound)
     kind = LinkKind.parse(use.kind)
     better = [c for c in checks if LinkKind.parse(c.kind) > kind]
     if better:
         state = "fallback"
         why = "; ".join(c.reason for c in better)
-        problems.append(f"peer {peer}: would use {use.iface} ({use.kind}): {why}")
+        problems.append(f"{who} would use {use.iface} ({use.kind}): {why}")
+    elif inbound:
+        state = "primary"
+        why = (f"the best kind this rank listens on for it ({use.kind}); whether it reaches that "
+               "address, its own doctor (or preflight) tells")
     else:
         state = "primary"
         how = f"in {use.connect_ms:.2f} ms" if use.connect_ms is not None else ""
@@ -332,7 +360,87 @@ def decide(peer: int, checks: list[PathCheck]) -> PeerDiagnosis:
             (problems if c.position < use.position else notes).append(line)
         elif not c.reached and c not in better and LinkKind.parse(c.kind) == kind:
             notes.append(f"peer {peer}: {c.label} not usable ({c.reason}): one stripe fewer")
-    return PeerDiagnosis(peer, checks, str(primary), use, state, why, problems, notes)
+    return PeerDiagnosis(peer, checks, str(primary), use, state, why, problems, notes, dials=not inbound)
+
+
+def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table: Sequence[Interface],
+                 outbound: Sequence[PathCheck] = ()) -> list[PathCheck]:
+    """This rank's own hostfile addresses as a neighbour that dials it sees them:
+    listening (bound to the interface that holds it), or why not -- ranked as the
+    path policy ranks paths.  A wildcard entry stands for the interfaces that reach
+    that neighbour (``outbound``, this rank's candidates to it, missing ones too)."""
+    by_name = {i.name: i for i in table}
+
+    def kind_of(name: str, forced: LinkKind | None) -> LinkKind:
+        return forced or (by_name[name].kind if name in by_name else LinkKind.OTHER)
+
+    def listening_row(w: listening.Want, kind: LinkKind, pos: int) -> PathCheck:
+        return PathCheck(w[2], str(kind), endpoint.format(w[0], w[1]), "listening",
+                         f"listening, bound to {w[2]}", "live", None, pos)
+
+    rows: list[PathCheck] = []
+    for pos, a in enumerate(entry):
+        if a.port == 0:
+            continue
+        if a.wildcard:
+            for name in dict.fromkeys(c.iface for c in outbound if c.iface):
+                c = next(c for c in outbound if c.iface == name)
+                hits = [w for w in plan if w[1] == a.port and w[2] == name]
+                rows += [listening_row(w, kind_of(name, a.kind), pos) for w in hits]
+                if not hits:
+                    rows.append(PathCheck(name, c.kind, f"{a} on {name}", c.status, c.reason, c.source, None, pos))
+            continue
+        hits = [w for w in plan if w[1] == a.port and w[0] == a.ip]
+        rows += [listening_row(w, kind_of(w[2], a.kind), pos) for w in hits]
+        if hits:
+            continue
+        seen = memory.recall(a.ip)
+        name = a.iface or (seen[0] if seen else "")
+        kind = a.kind or (seen[1] if seen else LinkKind.OTHER)
+        source = "hostfile" if a.iface else ("remembered" if seen else "none")
+        iface = by_name.get(name)
+        if not name:
+            status, why = "unresolved", (f"no interface here holds {a.ip} and none is remembered for it "
+                                         "(is a link missing?)")
+        elif iface is None:
+            status, why = "missing", f"{name} is missing"
+        elif not iface.up:
+            status, why = "down", f"{name} {'has no carrier' if 'up' in iface.flags else 'is down'}"
+        else:
+            status, why = "off-subnet", f"{name} does not hold {a.ip} any more"
+        rows.append(PathCheck(name, str(kind), str(a), status, why, source, None, pos))
+    return sorted(rows, key=lambda c: -int(LinkKind.parse(c.kind)))
+
+
+def _as_acceptor(out: PeerDiagnosis, hostfile: Hostfile, rank: int, plan: Sequence[listening.Want],
+                 table: Sequence[Interface]) -> PeerDiagnosis:
+    """The verdict for a neighbour that dials this rank: from this rank's own
+    addresses; this rank's outbound check (``out``) becomes notes, plus one check:
+    if this rank reaches the neighbour over a better link than any it listens on
+    that the neighbour is on, the neighbour cannot use that link."""
+    rows = inbound_rows(hostfile.entries[rank], plan, table, out.paths)
+    diag = decide(out.peer, rows, inbound=True)
+    diag.paths, diag.inbound = out.paths, rows
+    diag.notes += [f"{line} (this rank's own check; it does not dial peer {out.peer})"
+                   for line in out.problems] + out.notes
+    near = {i.name for a in hostfile.entries[out.peer] if not a.wildcard
+            for i in links.candidates_for(a.ip, table)}
+    near_rows = [c for c in rows if c.reached and c.iface in near]
+    use = out.would_use
+    if use is not None and not diag.problems and (
+            not near_rows or LinkKind.parse(near_rows[0].kind) < LinkKind.parse(use.kind)):
+        ports = sorted({str(a.port) for a in hostfile.entries[rank]})
+        have = (f"the best address of this rank on a link it is on is {near_rows[0].remote} "
+                f"({near_rows[0].iface}, {near_rows[0].kind})" if near_rows
+                else "none of this rank's addresses is on a link it is on")
+        fix = (f"this rank reaches it over {use.iface} ({use.kind}) but does not listen there: add this "
+               f"rank's {use.iface} address to entry {rank} of the hostfile, or make that entry "
+               f"0.0.0.0:{ports[0] if ports else 'PORT'}")
+        diag.problems.append(f"peer {out.peer} dials this rank, and {have}; {fix}")
+        diag.would_use = near_rows[0] if near_rows else None
+        diag.state = "fallback" if near_rows else "down"
+        diag.why = fix
+    return diag
 
 
 def secret_is_set(env: Any = None) -> bool:
@@ -363,23 +471,22 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
     neighbours = hostfile.neighbours(rank)
     kinds = {i.name: str(i.kind) for i in table}
     peer_ips = [a.ip for p in neighbours for a in hostfile.entries[p] if not a.wildcard]
-    plan = sorted(listening.wanted(hostfile.entries[rank], peer_ips, table),
+    # The group listens only when some neighbour dials it (the higher rank dials).
+    dialled_by = [p for p in neighbours if p > rank]
+    plan = sorted(listening.wanted(hostfile.entries[rank], peer_ips, table) if dialled_by else set(),
                   key=lambda w: (-int(LinkKind.parse(kinds.get(w[2], "other"))), w))
     report.listen = [{"addr": endpoint.format(ip, port), "iface": iface, "kind": kinds.get(iface, "other")}
                      for ip, port, iface in plan]
-    for a in hostfile.entries[rank]:
-        if not a.wildcard and not any(w[0] == a.ip and w[1] == a.port for w in plan):
-            report.notes.append(f"own address {a} is on no interface that is up here: "
-                                "peers cannot reach this rank there")
-    if neighbours and not plan:
-        own = ", ".join(str(a) for a in hostfile.entries[rank])
-        why = ("no interface that is up reaches a neighbour"
-               if any(a.wildcard for a in hostfile.entries[rank]) else "none is on an interface that is up")
-        report.problems.append(f"rank {rank} would listen nowhere ({own}): {why}")
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor") as pool:
-        for peer in neighbours:
-            diag = examine(peer, paths.resolve(hostfile.entries[peer]), table, timeout, checker, pool)
-            report.peers.append(diag)
+    # Every check at once (each bounded by `timeout`): the neighbours in one pool,
+    # their paths in another, so the whole run takes about one timeout at most.
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor-check") as checks, \
+            ThreadPoolExecutor(max_workers=max(1, len(neighbours)),
+                               thread_name_prefix="boltring-doctor-peer") as peers:
+        futures = [peers.submit(examine, peer, paths.resolve(hostfile.entries[peer]), table, timeout,
+                                checker, checks) for peer in neighbours]
+        report.peers = [f.result() for f in futures]
+    report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if d.peer > rank else d
+                    for d in report.peers]
     for diag in report.peers:
         report.problems += diag.problems
         report.notes += diag.notes

@@ -48,10 +48,11 @@ from typing import Any
 
 from boltring import _core, endpoint, handshake, links, listening, memory
 from boltring.channel import Channel, Listener
-from boltring.doctor import errno_of, local_state, ranked
+from boltring.doctor import errno_of, local_state
 from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
-from boltring.hostfile import Hostfile, from_environment
+from boltring.hostfile import Address, Hostfile, from_environment
 from boltring.links import Interface, LinkKind
+from boltring.paths import resolve
 from boltring.policy import Candidate
 
 log = logging.getLogger("boltring")
@@ -84,6 +85,7 @@ class PathResult:
     bulk_bytes: int = 0  # each way
     bulk_s: float | None = None
     mb_per_s: float | None = None  # each way, 1 MB = 10**6 bytes
+    position: int = 0  # order of the path in the hostfile's entry (resolve order)
 
     @property
     def gbps(self) -> float | None:
@@ -208,6 +210,9 @@ def evaluate(peer: int, paths: list[PathResult], max_rtt_ms: float,
         state = "slow"
         failures.append(f"peer {peer}: no path within --max-rtt-ms {max_rtt_ms:g}: " + ", ".join(
             f"{x.iface} ({x.kind}) RTT {x.rtt_ms:.2f} ms" for x in ok))
+    for x in paths:
+        if x.status == "unresolved" and x not in better and x.position < use.position:
+            failures.append(f"peer {peer}: {x.reason} (the hostfile lists {x.remote} first)")
     if min_gbps is not None and use.gbps is not None and use.gbps < min_gbps:
         failures.append(f"peer {peer}: {use.iface} ({use.kind}) carries {use.gbps:.2f} Gb/s each way, "
                         f"under --min-gbps {min_gbps:g}")
@@ -343,16 +348,23 @@ def _bulk(chan: Channel, out: memoryview, into: memoryview, timeout: float) -> f
     return time.perf_counter() - t0
 
 
+def _local_rows(addresses: Sequence[Address], table: Sequence[Interface]) -> list[PathResult]:
+    """A row per candidate path (ranked as the path policy ranks them), with what
+    the local interface table already says: "not measured" when it can be dialled."""
+    rows = []
+    order = sorted(enumerate(resolve(addresses)), key=lambda item: -int(item[1].kind))
+    for position, c in order:
+        status, reason, _ = local_state(c, table)
+        rows.append(PathResult(c.iface, str(c.kind), c.remote, status or "not measured", reason,
+                               position=position))
+    return rows
+
+
 def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Settings) -> PeerResult:
     """Dial every path to ``peer`` (a lower neighbour), measure each, send the summary."""
-    cands = ranked(hf.entries[peer])
-    results = []
-    todo: list[tuple[int, Candidate]] = []
-    for i, c in enumerate(cands):
-        status, reason, _ = local_state(c, table)
-        results.append(PathResult(c.iface, str(c.kind), c.remote, status or "not measured", reason))
-        if status is None:
-            todo.append((i, c))
+    results = _local_rows(hf.entries[peer], table)
+    todo = [(i, Candidate(r.iface, LinkKind.parse(r.kind), r.remote))
+            for i, r in enumerate(results) if r.status == "not measured"]
     deadline = time.monotonic() + st.timeout
     chans: dict[int, Channel] = {}
     if todo:
@@ -364,10 +376,15 @@ def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Setting
                 if chan is not None:
                     chans[i] = chan
     try:
+        budget = len(chans) * st.path_budget_s + st.timeout
+        for i in sorted(chans):  # the plan goes over the first path that takes it
+            try:
+                _request(chans[i], {"op": "plan", "budget_s": budget, "paths": len(chans)}, st.timeout)
+                break
+            except (BoltError, OSError) as exc:
+                results[i].status, results[i].reason = "error", f"failed after connecting: {exc}"
+                _close(chans.pop(i))
         if chans:
-            first = chans[min(chans)]
-            budget = len(chans) * st.path_budget_s + st.timeout
-            _request(first, {"op": "plan", "budget_s": budget, "paths": len(chans)}, st.timeout)
             sbuf = memoryview(bytearray(st.bulk_bytes))
             rbuf = memoryview(bytearray(st.bulk_bytes))
             for i in sorted(chans):
@@ -604,11 +621,7 @@ def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Ac
             paths.append(res)
         return PeerResult(peer, "acceptor", paths)
     # No summary: show this rank's own view of the paths, and say why nothing came.
-    paths = []
-    for c in ranked(hf.entries[peer]):
-        status, reason, _ = local_state(c, table)
-        paths.append(PathResult(c.iface, str(c.kind), c.remote, status or "not measured", reason))
-    out = PeerResult(peer, "acceptor", paths)
+    out = PeerResult(peer, "acceptor", _local_rows(hf.entries[peer], table))
     refused = [e for e in sess.errors if e.startswith("refused")]
     if refused and not sess.connections:
         out.failures.append(f"peer {peer}: every connection from it was {refused[-1]}")

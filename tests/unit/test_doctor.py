@@ -63,10 +63,11 @@ def checker(outcomes: dict[str, str] | None = None) -> doctor.Checker:
 
 
 def hf(*peer: str, own: tuple[str, ...] = ("0.0.0.0:5000",)) -> hostfile.Hostfile:
-    return hostfile.parse([list(own), list(peer)], "hosts.json")
+    """Two ranks: this machine is rank 1 (own entry), which dials rank 0 (`peer`)."""
+    return hostfile.parse([list(peer), list(own)], "hosts.json")
 
 
-def run(h: hostfile.Hostfile | None, rank: int | None = 0, **kw: Any) -> doctor.DoctorReport:
+def run(h: hostfile.Hostfile | None, rank: int | None = 1, **kw: Any) -> doctor.DoctorReport:
     kw.setdefault("checker", checker())
     return doctor.diagnose(h, rank, timeout=0.5, **kw)
 
@@ -79,15 +80,15 @@ def test_healthy_mac_uses_the_thunderbolt_bridge(machine: Any) -> None:
     report = run(hf(PEER_TB, PEER_LAN))
     assert report.ok and report.exit_code == 0 and report.problems == []
     (peer,) = report.peers
+    assert peer.dials and peer.inbound == []
     assert [(c.iface, c.kind) for c in peer.paths] == [("bridge0", "thunderbolt"), ("en0", "ethernet")]
     assert peer.would_use is not None and peer.would_use.iface == "bridge0"
     assert peer.state == "primary" and peer.primary_kind == "thunderbolt"
     assert all(c.source == "live" for c in peer.paths)
-    # 0.0.0.0 listens on the interfaces that reach a neighbour, each bound to it.
-    assert {(x["addr"], x["iface"]) for x in report.listen} == {
-        ("192.168.4.22:5000", "bridge0"), ("169.254.33.5:5000", "bridge0"), ("192.168.1.50:5000", "en0")}
-    assert report.listen[0]["kind"] == "thunderbolt"  # best kind first
+    assert report.listen == []  # the higher rank dials: rank 1 listens for nobody
     text = report.render()
+    assert "Would listen on: nothing (this rank dials every neighbour)" in text
+    assert "Peer 0 (this rank dials it)" in text
     assert "OK: every neighbour would use its primary path." in text
     assert "hardware port 'Thunderbolt Bridge'" in text  # why bridge0 is Thunderbolt
 
@@ -101,7 +102,7 @@ def test_interfaces_only_without_a_hostfile(machine: Any) -> None:
     assert tb["kind"] == "thunderbolt" and tb["reason"] == "driver thunderbolt-net"
     assert tb["mtu"] == 1500 and tb["addresses"][0] == "192.168.4.30/24"
     docker = next(i for i in data["interfaces"] if i["name"] == "docker0")
-    assert docker["state"] == "no carrier" or docker["state"] == "down"
+    assert docker["state"] in ("no carrier", "down") and not docker["up"]
     assert "interfaces only" in report.render()
 
 
@@ -116,7 +117,7 @@ def test_secret_set_or_not(machine: Any, monkeypatch: pytest.MonkeyPatch) -> Non
     assert "unauthenticated" not in report.render()
 
 
-# ------------------------------------------------------------------ the seed case
+# ------------------------------------------------------------------ the seed case, dialling
 
 
 def test_seed_case_names_the_missing_bridge(machine: Any) -> None:
@@ -125,14 +126,13 @@ def test_seed_case_names_the_missing_bridge(machine: Any) -> None:
     machine("macstudio_after_crash")
     report = run(hf(PEER_TB, PEER_LAN))
     assert report.exit_code == 1
-    assert report.problems == ["peer 1: would use en0 (ethernet): bridge0 is missing"]
+    assert report.problems == ["peer 0: would use en0 (ethernet): bridge0 is missing"]
     (peer,) = report.peers
     bridge = peer.paths[0]
     assert (bridge.iface, bridge.kind, bridge.status, bridge.source) == (
         "bridge0", "thunderbolt", "missing", "remembered")
     assert bridge.connect_ms is None  # nothing was dialled through a missing interface
     assert peer.state == "fallback" and peer.would_use is not None and peer.would_use.iface == "en0"
-    assert {x["iface"] for x in report.listen} == {"en0"}
     text = report.render()
     assert "DEGRADED (1 problem):" in text and "bridge0 is missing" in text
     data = json.loads(json.dumps(report.to_dict()))
@@ -150,7 +150,7 @@ def test_seed_case_without_memory_still_degraded(machine: Any) -> None:
     (peer,) = report.peers
     assert peer.paths[-1].status == "unresolved" and peer.paths[-1].iface == ""
     assert peer.would_use is not None and peer.would_use.iface == "en0"
-    assert report.problems == [("peer 1: no interface here reaches 192.168.4.21 directly and none is "
+    assert report.problems == [("peer 0: no interface here reaches 192.168.4.21 directly and none is "
                                 "remembered for it (is a link missing?) (the hostfile lists 192.168.4.21:5000)")]
 
 
@@ -172,9 +172,7 @@ def test_only_the_thunderbolt_address_and_it_is_gone(machine: Any) -> None:
     report = run(hf(PEER_TB))
     assert report.exit_code == 1
     assert report.peers[0].would_use is None and report.peers[0].state == "down"
-    assert report.problems == [
-        "rank 0 would listen nowhere (0.0.0.0:5000): no interface that is up reaches a neighbour",
-        "peer 1: no path reaches it: bridge0: bridge0 is missing"]
+    assert report.problems == ["peer 0: no path reaches it: bridge0: bridge0 is missing"]
 
 
 # ------------------------------------------------------------------ checks decide
@@ -184,7 +182,7 @@ def test_primary_that_does_not_answer_means_fallback(machine: Any) -> None:
     machine("macstudio_healthy")
     report = run(hf(PEER_TB, PEER_LAN), checker=checker({"bridge0": "timeout"}))
     assert report.exit_code == 1
-    assert report.problems == [("peer 1: would use en0 (ethernet): no answer from 192.168.4.21:5000 "
+    assert report.problems == [("peer 0: would use en0 (ethernet): no answer from 192.168.4.21:5000 "
                                 "via bridge0 within 0.5 s")]
 
 
@@ -205,7 +203,7 @@ def test_a_lost_stripe_is_a_note_not_a_failure(machine: Any) -> None:
     assert [(c.iface, c.remote) for c in peer.paths] == [
         ("bridge0", PEER_TB), ("bridge0", "169.254.9.9:5000"), ("en1", "169.254.9.9:5000")]
     assert report.ok and peer.state == "primary"
-    assert report.notes[-1].startswith("peer 1: bridge0 (thunderbolt) -> 169.254.9.9:5000 not usable")
+    assert report.notes[-1].startswith("peer 0: bridge0 (thunderbolt) -> 169.254.9.9:5000 not usable")
     assert report.notes[-1].endswith("one stripe fewer")
 
     report = run(hf(PEER_TB, "169.254.9.9:5000"), checker=checker({"bridge0": "timeout"}))
@@ -213,22 +211,90 @@ def test_a_lost_stripe_is_a_note_not_a_failure(machine: Any) -> None:
     assert report.peers[0].would_use.iface == "en1"  # wifi, the only one left
 
 
-def test_ring_of_three_checks_both_neighbours(machine: Any) -> None:
-    machine("linux_thunderbolt")
-    h = hostfile.parse([["0.0.0.0:5000"], ["192.168.4.31:5000"], ["192.168.1.62:5000"]], "ring.json")
-    report = run(h, 0, checker=checker({"eth0": "timeout"}))
-    assert [p.peer for p in report.peers] == [1, 2]
-    assert report.peers[0].state == "primary" and report.peers[0].would_use is not None
-    assert report.peers[0].would_use.iface == "thunderbolt0"
-    # rank 2's LAN address: eth0 silent, so wifi
-    assert report.problems == [("peer 2: would use wlan0 (wifi): no answer from 192.168.1.62:5000 via "
-                                "eth0 within 0.5 s")]
-
-
 def test_bad_rank_is_a_config_error(machine: Any) -> None:
     machine("macstudio_healthy")
     with pytest.raises(ValueError, match="out of range"):
         run(hf(PEER_TB), 5)
+
+
+# ------------------------------------------------------------------ a neighbour that dials this rank
+
+
+def test_dialled_rank_judges_its_own_addresses(machine: Any) -> None:
+    """Rank 0 is dialled by rank 1, at rank 0's own entry.  After the crash its
+    Thunderbolt address is held by nothing (bridge0 is gone)."""
+    h = hostfile.parse([["192.168.4.22:5000", "192.168.1.50:5000"], [PEER_TB, PEER_LAN]], "h.json")
+    machine("macstudio_healthy")
+    report = run(h, 0)
+    assert report.ok, report.problems
+    (peer,) = report.peers
+    assert not peer.dials and [(c.remote, c.iface, c.status) for c in peer.inbound] == [
+        ("192.168.4.22:5000", "bridge0", "listening"), ("192.168.1.50:5000", "en0", "listening")]
+    assert peer.would_use is not None and peer.would_use.iface == "bridge0"
+    assert "Peer 1 (it dials this rank, at this rank's addresses)" in report.render()
+
+    machine("macstudio_after_crash")
+    report = run(h, 0)
+    assert report.exit_code == 1
+    assert report.problems == ["peer 1 dials this rank: it would use en0 (ethernet): bridge0 is missing"]
+    (peer,) = report.peers
+    assert (peer.inbound[0].iface, peer.inbound[0].status, peer.inbound[0].source) == (
+        "bridge0", "missing", "remembered")
+    # this rank's own check of the link says the same, as a note
+    assert any(n.startswith("peer 1: would use en0 (ethernet): bridge0 is missing (this rank's own check")
+               for n in report.notes)
+
+
+def test_dialled_rank_with_a_wildcard_entry(machine: Any) -> None:
+    """0.0.0.0 stands for the interfaces that reach the neighbour, missing ones too."""
+    h = hostfile.parse([["0.0.0.0:5000"], [PEER_TB, PEER_LAN]], "h.json")
+    machine("macstudio_healthy")
+    report = run(h, 0)
+    assert report.ok
+    # 0.0.0.0 listens on the interfaces that reach a neighbour, each bound to it.
+    assert {(x["addr"], x["iface"]) for x in report.listen} == {
+        ("192.168.4.22:5000", "bridge0"), ("169.254.33.5:5000", "bridge0"), ("192.168.1.50:5000", "en0")}
+    assert report.listen[0]["kind"] == "thunderbolt"  # best kind first
+    machine("macstudio_after_crash")
+    report = run(h, 0)
+    assert {x["iface"] for x in report.listen} == {"en0"}
+    assert report.problems == ["peer 1 dials this rank: it would use en0 (ethernet): bridge0 is missing"]
+    assert report.peers[0].inbound[0].remote == "0.0.0.0:5000 on bridge0"
+
+
+def test_a_dialing_peer_must_find_the_fast_link_here(machine: Any) -> None:
+    """Rank 0 reaches rank 1 over thunderbolt0, but its own entry lists only its eth0
+    address, so rank 1 (which dials) can only reach it over Ethernet."""
+    machine("linux_thunderbolt")
+    h = hostfile.parse([["192.168.1.60:5000"], ["192.168.4.31:5000", "192.168.1.70:5000"]], "h.json")
+    report = run(h, 0)
+    (peer,) = report.peers
+    assert not peer.dials and peer.would_use is not None and peer.would_use.iface == "eth0"
+    assert peer.state == "fallback"
+    assert report.problems == [(
+        "peer 1 dials this rank, and the best address of this rank on a link it is on is 192.168.1.60:5000 "
+        "(eth0, ethernet); this rank reaches it over thunderbolt0 (thunderbolt) but does not listen "
+        "there: add this rank's thunderbolt0 address to entry 0 of the hostfile, or make that entry "
+        "0.0.0.0:5000")]
+    # A wildcard own entry listens on every interface that reaches a neighbour.
+    h = hostfile.parse([["0.0.0.0:5000"], ["192.168.4.31:5000", "192.168.1.70:5000"]], "h.json")
+    report = run(h, 0)
+    assert report.ok and report.peers[0].inbound[0].iface == "thunderbolt0"
+
+
+def test_ring_of_three_in_mlx_order(machine: Any) -> None:
+    """MLX's ring hostfile: entry r is rank r's address on its link to rank r-1.
+    Rank 0 (this machine, thunderbolt0 192.168.4.30) dials nobody: ranks 1 and 2
+    dial it.  Rank 2 shares thunderbolt0's link (entry 0 is on it): fine.  Rank 1's
+    only address here is on the LAN, so rank 0 cannot check a fast link to it."""
+    machine("linux_thunderbolt")
+    h = hostfile.parse([["192.168.4.30:5000", "192.168.1.60:5000"], ["192.168.1.61:5000"],
+                        ["192.168.4.32:5000"]], "ring.json")
+    report = run(h, 0)
+    assert [(p.peer, p.dials) for p in report.peers] == [(1, False), (2, False)]
+    assert [p.state for p in report.peers] == ["primary", "primary"], report.problems
+    assert report.ok
+    assert report.peers[1].would_use is not None and report.peers[1].would_use.iface == "thunderbolt0"
 
 
 # ------------------------------------------------------------------ listen plan

@@ -62,6 +62,20 @@ def test_missing_primary() -> None:
                         "peer 1: no path within --max-rtt-ms 5: tailscale0 (vpn) RTT 40.60 ms"]
 
 
+def test_an_address_reached_by_no_interface_listed_first() -> None:
+    """The hostfile's first address for the peer is on no local subnet (a ring of 3
+    whose entry holds the address on the other link, or a link gone and forgotten)."""
+    lost = path("", "other", status="unresolved", reason="no interface here reaches 192.168.6.1")
+    lost.position = 0
+    vpn = path("tailscale0", "vpn", 0.9, 100)
+    vpn.position = 1
+    use, state, failures = evaluate(0, [vpn, lost], 5.0, None)
+    assert use is vpn and state == "primary"
+    assert failures == ["peer 0: no interface here reaches 192.168.6.1 (the hostfile lists 10.0.0.1:0 first)"]
+    lost.position, vpn.position = 1, 0
+    assert evaluate(0, [vpn, lost], 5.0, None)[2] == []
+
+
 def test_throughput_floor() -> None:
     _, _, failures = evaluate(1, [path("thunderbolt0", "thunderbolt", 0.05, 900)], 5.0, 40.0)
     assert failures == ["peer 1: thunderbolt0 (thunderbolt) carries 7.20 Gb/s each way, under --min-gbps 40"]
