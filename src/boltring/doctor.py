@@ -1,0 +1,508 @@
+"""``boltring doctor``: what this rank would do, and why, before it does it.
+
+It lists the interfaces with the kind each got and the rule that decided it;
+for each ring neighbour in the hostfile, the candidate paths (``paths.resolve``)
+in the order the path policy ranks them, each checked for real with one short
+connect bound to its interface, and the path the group would take; whether a
+cluster secret is set; and where this rank would listen.
+
+The check of a path is a plain TCP connect, bound like every boltring socket,
+that sends nothing.  Its outcome tells more than "up or down":
+
+* connected -- something listens there (a running rank, say): the path works;
+* refused   -- the peer host itself answered with a reset: the path reaches it
+  (nothing listens on that port yet, which is normal before the group starts);
+* timeout   -- nothing answered within the bound: the link or the host is dead
+  (or a firewall drops silently), so the path is not proven;
+* missing / down -- the interface is gone or has no carrier; nothing is dialled.
+
+A missing interface is named from memory (``memory.recall``): after the seed's
+crash, ``bridge0`` is not in the table at all, but boltring remembers it carried
+the peer's subnet, so the report says "bridge0 is missing" instead of nothing.
+
+The higher rank of each pair dials, so the verdict for a neighbour follows the
+group: for a lower neighbour (this rank dials) it is the best path that answers;
+for a higher one (it dials this rank) it is the best of this rank's own hostfile
+addresses that this rank would listen on -- an address whose interface is gone
+cannot be dialled by anyone -- plus one cross-check: if this rank reaches that
+neighbour over a better link than any address it listens on that the neighbour
+is on, the neighbour cannot use that link (fix the hostfile, or use 0.0.0.0).
+This rank's own connect checks to a higher neighbour are still shown, as notes.
+
+Exit code (``DoctorReport.exit_code``): 0 when every neighbour would use a path
+of its best kind, 1 when any is degraded (a fallback, no path, an address no
+interface reaches), with one line per problem.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from boltring import endpoint, links, listening, memory, paths
+from boltring.channel import Channel
+from boltring.errors import BoltError, LinkDown, Timeout
+from boltring.hostfile import Address, Hostfile
+from boltring.links import Interface, LinkKind
+from boltring.policy import Candidate
+
+log = logging.getLogger("boltring")
+
+SECRET_ENV = "BOLTRING_SECRET"
+DEFAULT_TIMEOUT_S = 1.0
+
+# Outcomes of a path check.  REACHED: the peer host answered through the path.
+REACHED = frozenset({"connected", "refused", "listening"})
+
+
+@dataclass(frozen=True)
+class PathCheck:
+    """One candidate path to a peer and what checking it showed."""
+
+    iface: str  # "" when no interface reaches the address and none is remembered
+    kind: str
+    remote: str
+    # connected, refused, timeout, unreachable, error, missing, down, off-subnet, unresolved;
+    # "listening" for this rank's own addresses, as a neighbour that dials it sees them
+    status: str
+    reason: str  # one line: why it is usable or not
+    source: str  # live (the interface holds the subnet now), remembered, hostfile, none
+    connect_ms: float | None = None
+    position: int = 0  # order of the path in the hostfile's entry (resolve order)
+
+    @property
+    def reached(self) -> bool:
+        return self.status in REACHED
+
+    @property
+    def label(self) -> str:
+        return f"{self.iface or '(no interface)'} ({self.kind}) -> {self.remote}"
+
+
+@dataclass
+class PeerDiagnosis:
+    """A ring neighbour and the path the group would use to it.
+
+    The higher rank of a pair dials.  ``paths`` is always this rank's own check of
+    the link to the neighbour (its addresses, each dialled bound).  When this rank
+    dials (``dials``), the verdict comes from ``paths``; when the neighbour dials
+    this rank, from ``inbound``: this rank's own hostfile addresses, as the
+    neighbour would dial them (listening, or why not).
+    """
+
+    peer: int
+    paths: list[PathCheck]
+    primary_kind: str | None
+    would_use: PathCheck | None
+    state: str  # primary, fallback, down
+    why: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    dials: bool = True
+    inbound: list[PathCheck] = field(default_factory=list)
+
+
+@dataclass
+class DoctorReport:
+    interfaces: list[Interface]
+    authenticated: bool
+    hostfile: str | None = None
+    rank: int | None = None
+    world: int | None = None
+    listen: list[dict[str, Any]] = field(default_factory=list)
+    peers: list[PeerDiagnosis] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def exit_code(self) -> int:
+        """0: every neighbour on its primary path; 1: degraded."""
+        return 0 if self.ok else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-able data (``boltring doctor --json``)."""
+        return {
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "hostfile": self.hostfile,
+            "rank": self.rank,
+            "world": self.world,
+            "authenticated": self.authenticated,
+            "interfaces": [interface_dict(i) for i in self.interfaces],
+            "listen": self.listen,
+            "peers": [
+                {**{k: v for k, v in asdict(p).items() if k not in ("paths", "would_use", "inbound")},
+                 "paths": [asdict(c) for c in p.paths],
+                 "inbound": [asdict(c) for c in p.inbound],
+                 "would_use": asdict(p.would_use) if p.would_use else None}
+                for p in self.peers
+            ],
+            "problems": self.problems,
+            "notes": self.notes,
+        }
+
+    def render(self) -> str:
+        """The human table (``boltring doctor``)."""
+        out: list[str] = []
+        head = "boltring doctor"
+        if self.rank is not None:
+            head += f": rank {self.rank} of {self.world}, hostfile {self.hostfile}"
+        out += [head, "", "Interfaces"]
+        out += _table(["NAME", "KIND", "STATE", "SPEED", "MTU", "ADDRESSES", "WHY"],
+                      [[i.name, str(i.kind), _state(i), _speed(i.speed_mbps), str(i.mtu or "-"),
+                        " ".join(str(a) for a in i.addresses) or "-", i.reason] for i in self.interfaces])
+        out.append("")
+        out.append("Secret: " + ("set (BOLTRING_SECRET): every connection is authenticated"
+                                 if self.authenticated else
+                                 "unauthenticated: BOLTRING_SECRET is not set, any host that reaches "
+                                 "the ports can join"))
+        if self.rank is not None:
+            dialled = any(not p.dials for p in self.peers)
+            out.append("Would listen on: " + ("; ".join(
+                f"{x['addr']} bound to {x['iface']} ({x['kind']})" for x in self.listen)
+                or ("nothing" if dialled else "nothing (this rank dials every neighbour)")))
+        for p in self.peers:
+            rows = [[str(n), c.label, c.status, "-" if c.connect_ms is None else f"{c.connect_ms:.2f} ms",
+                     c.reason] for n, c in enumerate(p.paths, 1)]
+            if p.dials:
+                out += ["", f"Peer {p.peer} (this rank dials it)"]
+                out += _table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
+            else:
+                out += ["", f"Peer {p.peer} (it dials this rank, at this rank's addresses)"]
+                out += _table(["#", "THIS RANK'S ADDRESS", "STATE", "WHY"],
+                              [[str(n), f"{c.remote} via {c.iface or '(no interface)'} ({c.kind})", c.status,
+                                c.reason] for n, c in enumerate(p.inbound, 1)])
+                out.append("  and this rank's own check of the link to it:")
+                out += _table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
+            if p.would_use is not None:
+                out.append(f"  would use: {p.would_use.label} [{p.state}]: {p.why}")
+            else:
+                out.append(f"  would use: nothing [{p.state}]: {p.why}")
+        if self.notes:
+            out += ["", "Notes:"] + [f"  {n}" for n in self.notes]
+        out.append("")
+        if self.rank is None:
+            out.append("No hostfile (pass --hostfile/--rank or set MLX_HOSTFILE/MLX_RANK): "
+                       "interfaces only.")
+        elif self.ok:
+            out.append("OK: every neighbour would use its primary path.")
+        else:
+            out.append(f"DEGRADED ({len(self.problems)} problem{'s' if len(self.problems) > 1 else ''}):")
+            out += [f"  {line}" for line in self.problems]
+        return "\n".join(out)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def interface_dict(i: Interface) -> dict[str, Any]:
+    return {"name": i.name, "index": i.index, "kind": str(i.kind), "up": i.up, "state": _state(i),
+            "speed_mbps": i.speed_mbps, "mtu": i.mtu, "driver": i.driver,
+            "addresses": [str(a) for a in i.addresses], "members": list(i.members), "reason": i.reason}
+
+
+def _state(i: Interface) -> str:
+    if i.up:
+        return "up"
+    if "up" in i.flags:
+        return "no carrier"
+    return "down"
+
+
+def _speed(mbps: int | None) -> str:
+    if not mbps:
+        return "-"
+    return f"{mbps / 1000:g} Gb/s" if mbps >= 1000 else f"{mbps} Mb/s"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(r[c])) for r in [header, *rows]) for c in range(len(header))]
+    return ["  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()
+            for r in [header, *rows]]
+
+
+_ERRNO_RE = re.compile(r"\(errno (\d+)\)")
+
+
+def errno_of(exc: BaseException) -> int | None:
+    """The errno behind a boltring error: its ``errno`` attribute when set, else the
+    "(errno N)" that ``_core.error_for`` writes into the message."""
+    e = getattr(exc, "errno", None)
+    if isinstance(e, int):
+        return e
+    m = _ERRNO_RE.search(str(exc))
+    return int(m.group(1)) if m else None
+
+
+def _ip(remote: str) -> str:
+    return endpoint.parse(remote)[0]
+
+
+def local_state(c: Candidate, table: Sequence[Interface]) -> tuple[str | None, str, str]:
+    """(status or None when dialable, reason, source) of a candidate against the
+    local interface table, before anything is dialled."""
+    ip = _ip(c.remote)
+    if not c.iface:
+        why = f"no interface here reaches {ip} directly and none is remembered for it (is a link missing?)"
+        return "unresolved", why, "none"
+    by_name = {i.name: i for i in table}
+    iface = by_name.get(c.iface)
+    live = [i.name for i in links.candidates_for(ip, table)]
+    if iface is None:
+        return "missing", f"{c.iface} is missing", _source(ip, c.iface)
+    if not iface.up:
+        what = "has no carrier" if "up" in iface.flags else "is down"
+        return "down", f"{c.iface} {what}", _source(ip, c.iface)
+    if c.iface not in live:
+        return "off-subnet", f"{c.iface} has no address in {ip}'s subnet any more", _source(ip, c.iface)
+    return None, "", "live"
+
+
+def _source(ip: str, iface: str) -> str:
+    seen = memory.recall(ip)
+    return "remembered" if seen and seen[0] == iface else "hostfile"
+
+
+def check_path(c: Candidate, timeout: float) -> tuple[str, str, float | None]:
+    """(status, reason, connect ms) of one bounded, interface-bound connect to the
+    candidate's address; nothing is sent, the connection is closed at once."""
+    t0 = time.monotonic()
+    try:
+        chan = Channel.connect(c.remote, iface=c.iface, timeout=timeout)
+    except LinkDown as exc:
+        ms = (time.monotonic() - t0) * 1000.0
+        e = errno_of(exc)
+        if "interface is missing" in str(exc):
+            return "missing", f"{c.iface} is missing", None
+        if e == _errno.ECONNREFUSED:
+            return "refused", "the peer host answered (refused: no rank listens there yet)", ms
+        if e in (_errno.ENETUNREACH, _errno.EHOSTUNREACH, _errno.ENETDOWN):
+            return "unreachable", f"{c.remote} is unreachable via {c.iface} ({os.strerror(e)})", ms
+        return "error", f"{exc}", ms
+    except Timeout:
+        return "timeout", f"no answer from {c.remote} via {c.iface} within {timeout:g} s", None
+    except (BoltError, OSError) as exc:
+        return "error", f"{type(exc).__name__}: {exc}", None
+    ms = (time.monotonic() - t0) * 1000.0
+    chan.close(goodbye=False)
+    return "connected", "connected: something listens there (a running rank?)", ms
+
+
+Checker = Callable[[Candidate, float], tuple[str, str, "float | None"]]
+
+
+def examine(peer: int, cands: Sequence[Candidate], table: Sequence[Interface], timeout: float,
+            checker: Checker, pool: ThreadPoolExecutor | None = None) -> PeerDiagnosis:
+    """Check every candidate (``paths.resolve`` order; concurrently when given a
+    pool, each bounded) and decide the path."""
+
+    def one(item: tuple[int, Candidate]) -> PathCheck:
+        position, c = item
+        status, reason, source = local_state(c, table)
+        ms = None
+        if status is None:
+            status, reason, ms = checker(c, timeout)
+        return PathCheck(c.iface, str(c.kind), c.remote, status, reason, source, ms, position)
+
+    order = sorted(enumerate(cands), key=lambda item: -int(item[1].kind))  # as PathPolicy ranks
+    checks = list(pool.map(one, order)) if pool is not None else [one(item) for item in order]
+    return decide(peer, checks)
+
+
+def decide(peer: int, checks: list[PathCheck], *, inbound: bool = False) -> PeerDiagnosis:
+    """Which path the group would take (the best-ranked one that works), and the
+    problems that make the neighbour degraded.  ``inbound``: ``checks`` are this
+    rank's own addresses, which the neighbour dials."""
+    who = f"peer {peer} dials this rank: it" if inbound else f"peer {peer}:"
+    if not checks:
+        why = "this rank's hostfile entry gives it no address" if inbound else "the hostfile gives no address for it"
+        return PeerDiagnosis(peer, [], None, None, "down", why, [f"peer {peer}: {why}"], dials=not inbound)
+    primary = max(LinkKind.parse(c.kind) for c in checks)
+    use = next((c for c in checks if c.reached), None)
+    problems: list[str] = []
+    notes: list[str] = []
+    if use is None:
+        why = "; ".join(f"{c.iface or c.remote}: {c.reason}" for c in checks)
+        problems.append(f"peer {peer}: {'cannot reach this rank' if inbound else 'no path reaches it'}: {why}")
+        return PeerDiagnosis(peer, checks, str(primary), None, "down", why, problems, dials=not inbound)
+    kind = LinkKind.parse(use.kind)
+    better = [c for c in checks if LinkKind.parse(c.kind) > kind]
+    if better:
+        state = "fallback"
+        why = "; ".join(c.reason for c in better)
+        problems.append(f"{who} would use {use.iface} ({use.kind}): {why}")
+    elif inbound:
+        state = "primary"
+        why = (f"the best kind this rank listens on for it ({use.kind}); whether it reaches that "
+               "address, its own doctor (or preflight) tells")
+    else:
+        state = "primary"
+        how = f"in {use.connect_ms:.2f} ms" if use.connect_ms is not None else ""
+        why = f"the best kind here ({use.kind}), and the peer host answered through it {how}".rstrip()
+    for c in checks:
+        if c.status == "unresolved" and c not in better:
+            # Listed ahead of the path in use: the hostfile meant it to be used (the
+            # seed case with nothing remembered); listed after: a fallback that
+            # cannot be taken, worth a note.
+            line = f"peer {peer}: {c.reason} (the hostfile lists {c.remote})"
+            (problems if c.position < use.position else notes).append(line)
+        elif not c.reached and c not in better and LinkKind.parse(c.kind) == kind:
+            notes.append(f"peer {peer}: {c.label} not usable ({c.reason}): one stripe fewer")
+    return PeerDiagnosis(peer, checks, str(primary), use, state, why, problems, notes, dials=not inbound)
+
+
+def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table: Sequence[Interface],
+                 outbound: Sequence[PathCheck] = ()) -> list[PathCheck]:
+    """This rank's own hostfile addresses as a neighbour that dials it sees them:
+    listening (bound to the interface that holds it), or why not -- ranked as the
+    path policy ranks paths.  A wildcard entry stands for the interfaces that reach
+    that neighbour (``outbound``, this rank's candidates to it, missing ones too)."""
+    by_name = {i.name: i for i in table}
+
+    def kind_of(name: str, forced: LinkKind | None) -> LinkKind:
+        return forced or (by_name[name].kind if name in by_name else LinkKind.OTHER)
+
+    def listening_row(w: listening.Want, kind: LinkKind, pos: int) -> PathCheck:
+        return PathCheck(w[2], str(kind), endpoint.format(w[0], w[1]), "listening",
+                         f"listening, bound to {w[2]}", "live", None, pos)
+
+    rows: list[PathCheck] = []
+    for pos, a in enumerate(entry):
+        if a.port == 0:
+            continue
+        if a.wildcard:
+            for name in dict.fromkeys(c.iface for c in outbound if c.iface):
+                c = next(c for c in outbound if c.iface == name)
+                hits = [w for w in plan if w[1] == a.port and w[2] == name]
+                rows += [listening_row(w, kind_of(name, a.kind), pos) for w in hits]
+                if not hits:
+                    rows.append(PathCheck(name, c.kind, f"{a} on {name}", c.status, c.reason, c.source, None, pos))
+            continue
+        hits = [w for w in plan if w[1] == a.port and w[0] == a.ip]
+        rows += [listening_row(w, kind_of(w[2], a.kind), pos) for w in hits]
+        if hits:
+            continue
+        seen = memory.recall(a.ip)
+        name = a.iface or (seen[0] if seen else "")
+        kind = a.kind or (seen[1] if seen else LinkKind.OTHER)
+        source = "hostfile" if a.iface else ("remembered" if seen else "none")
+        iface = by_name.get(name)
+        if not name:
+            status, why = "unresolved", (f"no interface here holds {a.ip} and none is remembered for it "
+                                         "(is a link missing?)")
+        elif iface is None:
+            status, why = "missing", f"{name} is missing"
+        elif not iface.up:
+            status, why = "down", f"{name} {'has no carrier' if 'up' in iface.flags else 'is down'}"
+        else:
+            status, why = "off-subnet", f"{name} does not hold {a.ip} any more"
+        rows.append(PathCheck(name, str(kind), str(a), status, why, source, None, pos))
+    return sorted(rows, key=lambda c: -int(LinkKind.parse(c.kind)))
+
+
+def _as_acceptor(out: PeerDiagnosis, hostfile: Hostfile, rank: int, plan: Sequence[listening.Want],
+                 table: Sequence[Interface]) -> PeerDiagnosis:
+    """The verdict for a neighbour that dials this rank: from this rank's own
+    addresses; this rank's outbound check (``out``) becomes notes, plus one check:
+    if this rank reaches the neighbour over a better link than any it listens on
+    that the neighbour is on, the neighbour cannot use that link."""
+    rows = inbound_rows(hostfile.entries[rank], plan, table, out.paths)
+    diag = decide(out.peer, rows, inbound=True)
+    diag.paths, diag.inbound = out.paths, rows
+    diag.notes += [f"{line} (this rank's own check; it does not dial peer {out.peer})"
+                   for line in out.problems] + out.notes
+    near = {i.name for a in hostfile.entries[out.peer] if not a.wildcard
+            for i in links.candidates_for(a.ip, table)}
+    near_rows = [c for c in rows if c.reached and c.iface in near]
+    use = out.would_use
+    if use is not None and not diag.problems and (
+            not near_rows or LinkKind.parse(near_rows[0].kind) < LinkKind.parse(use.kind)):
+        ports = sorted({str(a.port) for a in hostfile.entries[rank]})
+        have = (f"the best address of this rank on a link it is on is {near_rows[0].remote} "
+                f"({near_rows[0].iface}, {near_rows[0].kind})" if near_rows
+                else "none of this rank's addresses is on a link it is on")
+        fix = (f"this rank reaches it over {use.iface} ({use.kind}) but does not listen there: add this "
+               f"rank's {use.iface} address to entry {rank} of the hostfile, or make that entry "
+               f"0.0.0.0:{ports[0] if ports else 'PORT'}")
+        diag.problems.append(f"peer {out.peer} dials this rank, and {have}; {fix}")
+        diag.would_use = near_rows[0] if near_rows else None
+        diag.state = "fallback" if near_rows else "down"
+        diag.why = fix
+    return diag
+
+
+def secret_is_set(env: Any = None) -> bool:
+    env = os.environ if env is None else env
+    return bool(env.get(SECRET_ENV))
+
+
+def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
+             timeout: float = DEFAULT_TIMEOUT_S, checker: Checker = check_path,
+             remember: bool = True) -> DoctorReport:
+    """The doctor's report for this machine (and, with a hostfile, for ``rank``).
+
+    Interfaces come from ``links.interfaces()`` (what the group sees); every path
+    check is bounded by ``timeout`` seconds and all run at once.  With
+    ``remember`` the interfaces seen now are recorded (``memory.remember``), so that
+    a later run can name an interface that has since gone missing.
+    """
+    table = links.interfaces()
+    report = DoctorReport(interfaces=table, authenticated=secret_is_set())
+    if not report.authenticated:
+        report.notes.append("unauthenticated: set the same BOLTRING_SECRET on every rank")
+    if hostfile is None or rank is None:
+        if remember:
+            memory.remember(table)
+        return report
+    hostfile.check_rank(rank)
+    report.hostfile, report.rank, report.world = hostfile.source, rank, hostfile.size
+    neighbours = hostfile.neighbours(rank)
+    kinds = {i.name: str(i.kind) for i in table}
+    peer_ips = [a.ip for p in neighbours for a in hostfile.entries[p] if not a.wildcard]
+    # The group listens only when some neighbour dials it (the higher rank dials).
+    dialled_by = [p for p in neighbours if p > rank]
+    plan = sorted(listening.wanted(hostfile.entries[rank], peer_ips, table) if dialled_by else set(),
+                  key=lambda w: (-int(LinkKind.parse(kinds.get(w[2], "other"))), w))
+    report.listen = [{"addr": endpoint.format(ip, port), "iface": iface, "kind": kinds.get(iface, "other")}
+                     for ip, port, iface in plan]
+    # Every check at once (each bounded by `timeout`): the neighbours in one pool,
+    # their paths in another, so the whole run takes about one timeout at most.
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor-check") as checks, \
+            ThreadPoolExecutor(max_workers=max(1, len(neighbours)),
+                               thread_name_prefix="boltring-doctor-peer") as peers:
+        futures = [peers.submit(examine, peer, paths.resolve(hostfile.entries[peer]), table, timeout,
+                                checker, checks) for peer in neighbours]
+        report.peers = [f.result() for f in futures]
+    report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if d.peer > rank else d
+                    for d in report.peers]
+    for diag in report.peers:
+        report.problems += diag.problems
+        report.notes += diag.notes
+    if remember:
+        memory.remember(table)
+    return report
+
+
+def main(hostfile: str | None, rank: int | None, *, as_json: bool = False,
+         timeout: float = DEFAULT_TIMEOUT_S) -> int:
+    """``boltring doctor``: print the report; the exit code says healthy or degraded."""
+    from boltring.hostfile import from_environment
+
+    hf: Hostfile | None = None
+    if hostfile is not None or os.environ.get("MLX_HOSTFILE"):
+        hf, rank = from_environment(hostfile, rank)
+    report = diagnose(hf, rank, timeout=timeout)
+    print(json.dumps(report.to_dict(), indent=1) if as_json else report.render())
+    return report.exit_code
