@@ -20,14 +20,15 @@ A missing interface is named from memory (``memory.recall``): after the seed's
 crash, ``bridge0`` is not in the table at all, but boltring remembers it carried
 the peer's subnet, so the report says "bridge0 is missing" instead of nothing.
 
-The higher rank of each pair dials, so the verdict for a neighbour follows the
-group: for a lower neighbour (this rank dials) it is the best path that answers;
-for a higher one (it dials this rank) it is the best of this rank's own hostfile
+One rank of each pair dials (``hostfile.dials``: rank r dials rank r+1, as in
+MLX's ring), so the verdict for a neighbour follows the group: for a neighbour
+this rank dials it is the best path that answers; for one that dials this rank
+it is the best of this rank's own hostfile
 addresses that this rank would listen on -- an address whose interface is gone
 cannot be dialled by anyone -- plus one cross-check: if this rank reaches that
 neighbour over a better link than any address it listens on that the neighbour
 is on, the neighbour cannot use that link (fix the hostfile, or use 0.0.0.0).
-This rank's own connect checks to a higher neighbour are still shown, as notes.
+This rank's own connect checks to a neighbour that dials it are still shown, as notes.
 
 Exit code (``DoctorReport.exit_code``): 0 when every neighbour would use a path
 of its best kind, 1 when any is degraded (a fallback, no path, an address no
@@ -50,7 +51,7 @@ from typing import Any
 from boltring import endpoint, links, listening, memory, paths
 from boltring.channel import Channel
 from boltring.errors import BoltError, LinkDown, Timeout
-from boltring.hostfile import Address, Hostfile
+from boltring.hostfile import Address, Hostfile, dials
 from boltring.links import Interface, LinkKind
 from boltring.policy import Candidate
 
@@ -91,7 +92,7 @@ class PathCheck:
 class PeerDiagnosis:
     """A ring neighbour and the path the group would use to it.
 
-    The higher rank of a pair dials.  ``paths`` is always this rank's own check of
+    One rank of a pair dials (``hostfile.dials``).  ``paths`` is always this rank's own check of
     the link to the neighbour (its addresses, each dialled bound).  When this rank
     dials (``dials``), the verdict comes from ``paths``; when the neighbour dials
     this rank, from ``inbound``: this rank's own hostfile addresses, as the
@@ -471,8 +472,8 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
     neighbours = hostfile.neighbours(rank)
     kinds = {i.name: str(i.kind) for i in table}
     peer_ips = [a.ip for p in neighbours for a in hostfile.entries[p] if not a.wildcard]
-    # The group listens only when some neighbour dials it (the higher rank dials).
-    dialled_by = [p for p in neighbours if p > rank]
+    # The group listens only when some neighbour dials it.
+    dialled_by = [p for p in neighbours if not dials(rank, p, hostfile.size)]
     plan = sorted(listening.wanted(hostfile.entries[rank], peer_ips, table) if dialled_by else set(),
                   key=lambda w: (-int(LinkKind.parse(kinds.get(w[2], "other"))), w))
     report.listen = [{"addr": endpoint.format(ip, port), "iface": iface, "kind": kinds.get(iface, "other")}
@@ -485,8 +486,8 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
         futures = [peers.submit(examine, peer, paths.resolve(hostfile.entries[peer]), table, timeout,
                                 checker, checks) for peer in neighbours]
         report.peers = [f.result() for f in futures]
-    report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if d.peer > rank else d
-                    for d in report.peers]
+    report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if not dials(rank, d.peer, hostfile.size)
+                    else d for d in report.peers]
     for diag in report.peers:
         report.problems += diag.problems
         report.notes += diag.notes

@@ -58,6 +58,17 @@ class Hostfile:
         return sorted({(rank - 1) % n, (rank + 1) % n})
 
 
+def dials(me: int, peer: int, world: int) -> bool:
+    """Whether rank `me` dials its neighbour `peer` (else it accepts from it).
+
+    MLX's ring convention, which exo's hostfiles follow: rank r dials rank r+1, so
+    entry r+1 lists the addresses rank r reaches it on (the wrap-around link too:
+    rank N-1 dials rank 0).  With 2 ranks, rank 0 dials."""
+    if world == 2:
+        return me == 0
+    return peer == (me + 1) % world
+
+
 def _address(item: Any) -> Address:
     if isinstance(item, str):
         ip, port = endpoint.parse(item)

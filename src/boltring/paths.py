@@ -1,6 +1,7 @@
 """Peer links: every path to one neighbour, the one in use, and switching between them.
 
-One rank of each pair dials (the higher rank), the other accepts.  The dialer owns
+One rank of each pair dials (rank r dials rank r+1, as in MLX's ring), the other
+accepts.  The dialer owns
 the choice of path: a monitor thread keeps a small probe connection open on every
 candidate path (each bound to its interface), measures RTT, and feeds a
 `PathPolicy`.  Data moves on the active path's connections (several when several
@@ -30,6 +31,7 @@ from typing import Any
 from boltring import _core, endpoint, handshake, links, memory
 from boltring.channel import Channel
 from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, Timeout
+from boltring import hostfile
 from boltring.hostfile import Address
 from boltring.policy import Candidate, Decision, PathPolicy
 
@@ -106,7 +108,7 @@ class PeerLink:
     def __init__(self, me: int, peer: int, world: int, addresses: tuple[Address, ...],
                  settings: Settings, record: Callable[[PathEvent], None]):
         self.me, self.peer, self.world = me, peer, world
-        self.dialer = me > peer
+        self.dialer = hostfile.dials(me, peer, world)
         self.settings = settings
         self._record = record
         self.addresses = addresses
@@ -134,7 +136,8 @@ class PeerLink:
         self.want_kind = "initial"
         self.want_reason = ""
         self._probes: dict[Candidate, Channel] = {}
-        self._refused: dict[Candidate, bool] = {}  # the peer's host answered: nothing listens
+        self._refused: dict[Candidate, bool] = {}
+        self._peer_missing: dict[str, str] = {}  # remote endpoint -> the peer's vanished interface  # the peer's host answered: nothing listens
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         # acceptor side
@@ -210,7 +213,25 @@ class PeerLink:
             raise ConfigError(f"{chan.where}: expected rank {self.peer} of {self.world}, the peer is rank "
                               f"{reply.get('rank')} of {reply.get('world')}; the hostfiles disagree")
         self._learn(reply.get("addrs", []))
+        self._learn_missing(reply.get("missing", []))
         return chan, reply
+
+    def _learn_missing(self, missing: Any) -> None:
+        """The peer's own addresses it holds on no interface now (and which one)."""
+        if not isinstance(missing, list):
+            return
+        self._peer_missing = {str(m.get("addr")): str(m.get("iface") or "interface")
+                              for m in missing[:64] if isinstance(m, dict)}
+        with self.lock:
+            for c in self.policy.candidates:
+                if c.remote in self._peer_missing:
+                    self.policy.failed(c, self._why(LinkDown("missing"), c))
+
+    def _why(self, exc: BaseException, c: Candidate) -> str:
+        """The reason a path failed, naming a vanished interface plainly, ours or the peer's."""
+        if c.remote in self._peer_missing:
+            return f"the peer's {self._peer_missing[c.remote]} is missing (rank {self.peer}, {c.remote})"
+        return _why(exc, c)
 
     def _learn(self, addrs: Any) -> None:
         """Add the addresses the peer advertised as candidates (directly reachable ones)."""
@@ -255,7 +276,7 @@ class PeerLink:
                 chan.close(goodbye=False)
             self._probes.pop(c, None)
             with self.lock:
-                self.policy.failed(c, _why(exc, c))
+                self.policy.failed(c, self._why(exc, c))
                 self._refused[c] = isinstance(exc, PeerClosed) or "refused" in str(exc)
 
     def _monitor_loop(self) -> None:
@@ -411,7 +432,7 @@ class PeerLink:
                 raise
             except (BoltError, OSError) as exc:
                 with self.lock:
-                    self.policy.failed(want, _why(exc, want))
+                    self.policy.failed(want, self._why(exc, want))
                     if self.want == want:
                         self.want = None
                 self.decide()
@@ -573,7 +594,7 @@ class PeerLink:
                              self.peer, reason_of(exc))
                 return
             if self.path is not None:
-                self.policy.failed(self.path, _why(exc, self.path))
+                self.policy.failed(self.path, self._why(exc, self.path))
         self.decide()
         if self.settings.fallback == "never" and self.want is None:
             raise LinkDown(f"peer {self.peer}: {reason_of(exc)}; fallback='never' allows no other path") from exc

@@ -1,11 +1,11 @@
 """``boltring preflight``: measure every path to every ring neighbour before a job.
 
 All ranks run it at once with the same hostfile.  Protocol (one pair of ring
-neighbours; the higher rank dials, as in the group):
+neighbours; one dials, as in the group: ``hostfile.dials``):
 
-* the lower rank listens on its own hostfile addresses, each listener bound to
+* the accepting rank listens on its own hostfile addresses, each listener bound to
   its interface (``listening.wanted``, the group's rule);
-* the higher rank resolves the lower rank's addresses into candidate paths
+* the dialing rank resolves the other's addresses into candidate paths
   (``paths.resolve``, ranked as the path policy ranks them) and dials every one,
   each socket bound to its interface, retrying a refused or silent connect until
   ``timeout`` (the peer may not be listening yet); each connection runs the
@@ -50,7 +50,7 @@ from boltring import _core, endpoint, handshake, links, listening, memory
 from boltring.channel import Channel, Listener
 from boltring.doctor import errno_of, local_state
 from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
-from boltring.hostfile import Address, Hostfile, from_environment
+from boltring.hostfile import Address, Hostfile, dials, from_environment
 from boltring.links import Interface, LinkKind
 from boltring.paths import resolve
 from boltring.policy import Candidate
@@ -361,7 +361,7 @@ def _local_rows(addresses: Sequence[Address], table: Sequence[Interface]) -> lis
 
 
 def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Settings) -> PeerResult:
-    """Dial every path to ``peer`` (a lower neighbour), measure each, send the summary."""
+    """Dial every path to ``peer`` (a neighbour this rank dials), measure each, send the summary."""
     results = _local_rows(hf.entries[peer], table)
     todo = [(i, Candidate(r.iface, LinkKind.parse(r.kind), r.remote))
             for i, r in enumerate(results) if r.status == "not measured"]
@@ -671,8 +671,8 @@ def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, ran
     table = links.interfaces()
     memory.remember(table)
     neighbours = hf.neighbours(rank)
-    dial_to = [p for p in neighbours if p < rank]
-    accept_from = [p for p in neighbours if p > rank]
+    dial_to = [p for p in neighbours if dials(rank, p, hf.size)]
+    accept_from = [p for p in neighbours if not dials(rank, p, hf.size)]
     report = Report(rank, hf.size, hf.source, max_rtt_ms, min_gbps, st.secret is not None)
     acc: _Acceptor | None = None
     if accept_from:

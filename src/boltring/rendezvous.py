@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from boltring import _core, handshake, links
+from boltring import _core, handshake, links, memory
 from boltring.channel import Channel, Listener
 from boltring.errors import AuthError, BoltError, ConfigError
 from boltring.hostfile import Address
@@ -93,6 +93,19 @@ class Rendezvous:
             return [{"addr": listener.endpoint, "iface": iface, "kind": kinds.get(iface, "other")}
                     for (ip, port, iface), (listener, _) in self.listeners.items()]
 
+    def missing(self) -> list[dict[str, str]]:
+        """This rank's own hostfile addresses that no interface holds now, with the
+        interface remembered for each: so a dialer can say "the peer's thunderbolt0
+        is missing" instead of "connect timed out"."""
+        held = {str(a.ip) for i in links.interfaces() for a in i.addresses}
+        out = []
+        for a in self.own:
+            if a.wildcard or a.ip in held:
+                continue
+            seen = memory.recall(a.ip)
+            out.append({"addr": str(a), "iface": a.iface or (seen[0] if seen else "")})
+        return out
+
     def listening(self) -> list[str]:
         with self._lock:
             return [f"{listener.endpoint} via {iface}" for (_, _, iface), (listener, _) in self.listeners.items()]
@@ -141,7 +154,8 @@ class Rendezvous:
                 raise ConfigError(f"rank {src} is not a neighbour of rank {self.me} in a ring of {self.world}")
             link.check_hello(hello)
             link_of.append(link)
-            return {"rank": self.me, "world": self.world, "addrs": self.advertised()}
+            return {"rank": self.me, "world": self.world, "addrs": self.advertised(),
+                    "missing": self.missing()}
 
         try:
             hello = handshake.accept(chan, check, self.secret, self.handshake_timeout_s)

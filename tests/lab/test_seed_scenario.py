@@ -94,14 +94,15 @@ def on(iface):
     return lambda line: line.get("iface") == iface
 
 
-def test_restart_without_thunderbolt_falls_back_loudly_and_comes_back(lab):
+@pytest.mark.parametrize("broken", [0, 1], ids=["on-the-dialing-node", "on-the-dialed-node"])
+def test_restart_without_thunderbolt_falls_back_loudly_and_comes_back(lab, broken):
     lab, hostfile, state = lab
     # 1. healthy start over thunderbolt0
     ranks = [Rank(lab, n, hostfile, 120, state) for n in (0, 1)]
     try:
         for r in ranks:
             r.wait_for(on("thunderbolt0"), 15)
-        healthy = ranks[1].window(2.0)
+        healthy = ranks[0].window(2.0)  # rank 0 dials: it measures the RTT
         assert statistics.median(x["rtt"] for x in healthy if x["rtt"] is not None) < 1.0
         # the path's capacity: the best 0.2 s window, less sensitive to other load on the machine
         healthy_rate = max(x["rate"] for x in healthy)
@@ -109,29 +110,30 @@ def test_restart_without_thunderbolt_falls_back_loudly_and_comes_back(lab):
         for r in ranks:
             r.kill()
 
-    # 2. kill -9 both, thunderbolt0 gone on the dialing node, restart both
-    lab.break_link(1)
+    # 2. kill -9 both, thunderbolt0 gone on one node, restart both
+    lab.break_link(broken)
     t0 = time.monotonic()
     ranks = [Rank(lab, n, hostfile, 120, state) for n in (0, 1)]
     try:
         for r in ranks:
             r.wait_for(on("tailscale0"), 3.0 + 2.0 + 3.0)
         formed = time.monotonic() - t0
-        fallback = [e for e in ranks[1].events if e["kind"] == "fallback"]
-        assert fallback, ranks[1].events
-        assert "thunderbolt0" in fallback[0]["reason"] and "missing" in fallback[0]["reason"]
-        assert "tailscale0" in fallback[0]["to_path"]
-        assert "WARNING" in (state / "n1.log").read_text()
-        assert any(e["kind"] == "fallback" for e in ranks[0].events)
+        for r in ranks:  # both ends say so, naming the missing interface
+            fallback = [e for e in r.events if e["kind"] == "fallback"]
+            assert fallback, r.events
+            assert "thunderbolt0" in fallback[0]["reason"] and "missing" in fallback[0]["reason"]
+            assert "tailscale0" in fallback[0]["to_path"]
+        for n in (0, 1):
+            assert "WARNING" in (state / f"n{n}.log").read_text()
 
         # 3. heal: back on thunderbolt0 within 5 s, fast again
-        lab.heal(1)
+        lab.heal(broken)
         t1 = time.monotonic()
         for r in ranks:
             r.wait_for(on("thunderbolt0"), 5.0)
         promoted = time.monotonic() - t1
-        assert any(e["kind"] == "promote" for e in ranks[1].events)
-        after = ranks[1].window(2.0)
+        assert all(any(e["kind"] == "promote" for e in r.events) for r in ranks)
+        after = ranks[0].window(2.0)
         assert statistics.median(x["rtt"] for x in after if x["rtt"] is not None) < 1.0
         # back at fast-link speed (the fallback runs at a few percent of it); the 90%
         # ratio itself is measured by `boltring bench`, where nothing else competes
