@@ -63,9 +63,9 @@ def dials(me: int, peer: int, world: int) -> bool:
 
     MLX's ring convention, which exo's hostfiles follow: rank r dials rank r+1, so
     entry r+1 lists the addresses rank r reaches it on (the wrap-around link too:
-    rank N-1 dials rank 0).  With 2 ranks, rank 0 dials."""
+    rank N-1 dials rank 0).  With 2 ranks either would do; rank 1 dials."""
     if world == 2:
-        return me == 0
+        return me == 1
     return peer == (me + 1) % world
 
 
