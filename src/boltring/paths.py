@@ -43,6 +43,10 @@ KINDS = ("initial", "fallback", "promote", "switch", "down")
 STRIPE_MIN_BYTES = 1 << 20
 
 
+class Refusal(ConfigError):
+    """One incoming connection refused; the link it claimed stays as it was."""
+
+
 @dataclass(frozen=True)
 class PathEvent:
     """A change of path on a peer link, as `group.events()` reports it."""
@@ -313,7 +317,7 @@ class PeerLink:
             raise ConfigError(f"world size {hello.get('world')} from rank {hello.get('src')}, "
                               f"but this rank's hostfile has {self.world}")
         if self.peer_instance is not None and hello.get("instance") != self.peer_instance:
-            raise ConfigError(f"rank {self.peer} is already connected from another process; "
+            raise Refusal(f"rank {self.peer} is already connected from another process; "
                               "two processes claim the same rank (duplicate MLX_RANK?)")
 
     def incoming(self, chan: Channel, hello: dict[str, Any]) -> None:
@@ -501,7 +505,8 @@ class PeerLink:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "
-                                  "(is it running, and can it reach this rank's addresses?)")
+                                  "(is it running, with the same hostfile, and can it reach this "
+                                  "rank's addresses?)")
                 self._incoming_cv.wait(min(left, 0.1))
         chans = [conns[i][0] for i in range(len(conns))]
         hello = conns[0][1]

@@ -22,6 +22,7 @@ from boltring import _core, handshake, links, memory
 from boltring.channel import Channel, Listener
 from boltring.errors import AuthError, BoltError, ConfigError
 from boltring.hostfile import Address
+from boltring.paths import Refusal
 
 log = logging.getLogger("boltring")
 
@@ -152,8 +153,8 @@ class Rendezvous:
             link = self.route(src) if isinstance(src, int) else None
             if link is None:
                 raise ConfigError(f"rank {src} is not a neighbour of rank {self.me} in a ring of {self.world}")
-            link.check_hello(hello)
             link_of.append(link)
+            link.check_hello(hello)
             return {"rank": self.me, "world": self.world, "addrs": self.advertised(),
                     "missing": self.missing()}
 
@@ -162,8 +163,8 @@ class Rendezvous:
         except (AuthError, ConfigError) as exc:
             log.warning("rank %d: refused a connection from %s: %s", self.me, chan.peer, exc)
             chan.close(goodbye=False)
-            if link_of:
-                link_of[0].fatal = exc
+            if link_of and not isinstance(exc, Refusal):
+                link_of[0].fatal = exc  # the peer and this rank disagree: neither can go on
             return
         except (BoltError, OSError) as exc:
             log.debug("rank %d: handshake with %s failed: %s", self.me, chan.peer, exc)

@@ -283,15 +283,15 @@ def test_a_dialing_peer_must_find_the_fast_link_here(machine: Any) -> None:
 
 
 def test_ring_of_three_in_mlx_order(machine: Any) -> None:
-    """MLX's ring hostfile: entry r is rank r's address on its link to rank r-1.
-    Rank 0 (this machine, thunderbolt0 192.168.4.30) dials nobody: ranks 1 and 2
-    dial it.  Rank 2 shares thunderbolt0's link (entry 0 is on it): fine.  Rank 1's
-    only address here is on the LAN, so rank 0 cannot check a fast link to it."""
+    """MLX's ring hostfile: entry r is rank r's address on its link to rank r-1, and
+    rank r dials rank r+1.  Rank 0 (this machine, thunderbolt0 192.168.4.30) dials
+    rank 1, whose entry is on the LAN; rank 2 dials rank 0 at entry 0, which is on
+    thunderbolt0's link: fine."""
     machine("linux_thunderbolt")
     h = hostfile.parse([["192.168.4.30:5000", "192.168.1.60:5000"], ["192.168.1.61:5000"],
                         ["192.168.4.32:5000"]], "ring.json")
     report = run(h, 0)
-    assert [(p.peer, p.dials) for p in report.peers] == [(1, False), (2, False)]
+    assert [(p.peer, p.dials) for p in report.peers] == [(1, True), (2, False)]
     assert [p.state for p in report.peers] == ["primary", "primary"], report.problems
     assert report.ok
     assert report.peers[1].would_use is not None and report.peers[1].would_use.iface == "thunderbolt0"

@@ -120,9 +120,11 @@ def test_different_world_sizes_are_a_config_error(tmp_path, procs):
     two, three = hostfile(tmp_path, 2), tmp_path / "three.json"
     entries = json.loads(two.read_text())
     three.write_text(json.dumps(entries + [["127.0.0.3:1"]]))
-    procs += [start(two, 0, "close", timeout_s=5), start(three, 1, "close", timeout_s=5)]
-    line = read_until(procs[1], "error")
-    assert line[1] == "ConfigError" and "world size" in " ".join(line), line
+    # rank 1 (world 2) dials rank 0, which believes in a world of 3: both refuse it
+    procs += [start(three, 0, "close", timeout_s=5), start(two, 1, "close", timeout_s=5)]
+    for p in procs:
+        line = read_until(p, "error")
+        assert line[1] == "ConfigError" and "world size" in " ".join(line), line
 
 
 def test_a_wrong_secret_is_an_auth_error_on_both_sides_within_a_second(tmp_path, procs):
@@ -183,3 +185,4 @@ def test_two_processes_claiming_one_rank_are_refused(tmp_path, procs):
     procs.append(start(path, 1, "idle", timeout_s=3))
     line = read_until(procs[2], "error")
     assert line[1] == "ConfigError" and "same rank" in " ".join(line), line
+    assert procs[0].poll() is None and procs[1].poll() is None  # the group itself goes on
