@@ -71,12 +71,15 @@ def error_for(int rc, str where):
     cdef int e = -rc
     msg = f"{where}: {_os.strerror(e)} (errno {e})"
     if e == _errno.ETIMEDOUT:
-        return _errors.Timeout(f"{where}: deadline passed; the peer or the link is not answering")
-    if e in _LINK_ERRNOS:
-        return _errors.LinkDown(msg)
-    if e in _PEER_ERRNOS:
-        return _errors.PeerLost(msg + "; the peer is gone")
-    return _errors.BoltError(msg)
+        exc = _errors.Timeout(f"{where}: deadline passed; the peer or the link is not answering")
+    elif e in _LINK_ERRNOS:
+        exc = _errors.LinkDown(msg)
+    elif e in _PEER_ERRNOS:
+        exc = _errors.PeerLost(msg + "; the peer is gone")
+    else:
+        exc = _errors.BoltError(msg)
+    exc.errno = e
+    return exc
 
 
 cdef int64_t _deadline(timeout_s) except? -1:

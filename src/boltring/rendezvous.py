@@ -10,7 +10,6 @@ connection is authenticated before it is handed to the peer link it is for.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import select
 import threading
@@ -18,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from boltring import _core, handshake, links, memory
+from boltring import _core, handshake, links, listening, memory
 from boltring.channel import Channel, Listener
 from boltring.errors import AuthError, BoltError, ConfigError
 from boltring.hostfile import Address
@@ -49,22 +48,7 @@ class Rendezvous:
 
     def wanted(self) -> set[tuple[str, int, str]]:
         """(ip, port, iface) of every listener this rank should have right now."""
-        table = links.interfaces()
-        useful = {i.name for ip in self.peer_ips for i in links.candidates_for(ip, table)}
-        want: set[tuple[str, int, str]] = set()
-        for a in self.own:
-            for iface in table:
-                if not iface.up or (a.iface and iface.name != a.iface):
-                    continue
-                for addr in iface.addresses:
-                    ip = str(addr.ip)
-                    if a.wildcard:
-                        if iface.name in useful and addr.version == (6 if ":" in a.ip else 4):
-                            want.add((ip, a.port, iface.name))
-                    elif ip == a.ip or (iface.kind == links.LinkKind.LOOPBACK and
-                                        ipaddress.ip_address(a.ip) in addr.network):
-                        want.add((a.ip, a.port, iface.name))  # all of 127/8 is local
-        return want
+        return listening.wanted(self.own, self.peer_ips, links.interfaces())
 
     def refresh(self) -> None:
         """Open missing listeners, close those whose interface is gone or changed."""
