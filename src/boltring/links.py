@@ -361,10 +361,21 @@ def candidates_for(peer_ip: PeerAddress, interfaces: Iterable[Interface]) -> lis
             continue
         if scope is not None and scope not in (iface.name, str(iface.index)):
             continue
-        if any(_on_link(peer, a) for a in iface.addresses):
+        if any(_on_link(peer, a) for a in iface.addresses) or _through_tailnet(peer, iface):
             found.append(iface)
     found.sort(key=lambda i: (-int(i.kind), i.name))
     return found
+
+
+_TAILNET = ipaddress.ip_network("100.64.0.0/10")
+
+
+def _through_tailnet(peer: ipaddress.IPv4Address | ipaddress.IPv6Address, iface: Interface) -> bool:
+    """Tailscale gives each node a 100.64/10 address as a /32 on a point-to-point
+    tunnel (utun on macOS): every other node of the tailnet is then one hop away
+    through that tunnel, though in no subnet of it."""
+    return (iface.kind == LinkKind.VPN and peer in _TAILNET
+            and any(a.version == 4 and a.ip in _TAILNET for a in iface.addresses))
 
 
 # ----------------------------------------------------------------- snapshots

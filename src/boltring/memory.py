@@ -22,6 +22,7 @@ from pathlib import Path
 from boltring.links import Interface, LinkKind
 
 STATE_ENV = "BOLTRING_STATE_DIR"
+_TAILNET = ipaddress.ip_network("100.64.0.0/10")
 
 
 def _file() -> Path:
@@ -48,8 +49,11 @@ def remember(table: Iterable[Interface]) -> None:
         if iface.kind == LinkKind.LOOPBACK:
             continue
         for addr in iface.addresses:
-            if addr.network.prefixlen < addr.max_prefixlen:
-                known[str(addr.network)] = {"iface": iface.name, "kind": iface.kind.name.lower()}
+            net = addr.network
+            if net.prefixlen == net.max_prefixlen and addr.ip in _TAILNET:
+                net = _TAILNET  # a tailnet /32 stands for the whole tailnet
+            if net.prefixlen < net.max_prefixlen:
+                known[str(net)] = {"iface": iface.name, "kind": iface.kind.name.lower()}
     if known == before:
         return
     path = _file()

@@ -154,15 +154,14 @@ def test_seed_case_without_memory_still_degraded(machine: Any) -> None:
                                 "remembered for it (is a link missing?) (the hostfile lists 192.168.4.21:5000)")]
 
 
-def test_unreachable_fallback_listed_last_is_a_note(machine: Any) -> None:
-    """macOS gives Tailscale a /32 (utun4 100.101.102.22/32): no interface holds the
-    peer's Tailscale address, so that fallback cannot be taken.  Listed after the
-    Thunderbolt address that works, it is a note; the exit code stays 0."""
+def test_a_tailscale_fallback_on_a_slash_32_tunnel_is_a_path(machine: Any) -> None:
+    """macOS gives Tailscale a /32 (utun4 100.101.102.22/32); the peer's tailnet
+    address is one hop through that tunnel, so it is a (VPN) fallback path."""
     machine("macstudio_healthy")
     report = run(hf(PEER_TB, "100.101.102.21:5000"))
     assert report.exit_code == 0, report.problems
-    assert report.peers[0].paths[-1].status == "unresolved"
-    assert any("100.101.102.21" in n for n in report.notes)
+    assert (report.peers[0].paths[-1].iface, report.peers[0].paths[-1].kind) == ("utun4", "vpn")
+    assert report.peers[0].would_use is not None and report.peers[0].would_use.iface == "bridge0"
 
 
 def test_only_the_thunderbolt_address_and_it_is_gone(machine: Any) -> None:

@@ -286,9 +286,10 @@ def test_link_local_on_thunderbolt_and_wifi_ranked_by_kind() -> None:
     assert names(candidates_for("169.254.10.20", crashed)) == ["en1"]
 
 
-def test_never_through_a_gateway_or_vpn() -> None:
+def test_never_through_a_gateway() -> None:
     mac = table(snap("macstudio_healthy")).values()
-    assert candidates_for("100.101.102.21", mac) == []  # Tailscale /32: not on-link
+    # Tailscale's /32 tunnel reaches tailnet peers (one hop through it), nothing else
+    assert names(candidates_for("100.101.102.21", mac)) == ["utun4"]
     assert candidates_for("8.8.8.8", mac) == []
     assert names(candidates_for("192.168.1.1", mac)) == ["en0"]
 
@@ -376,3 +377,14 @@ def test_candidates_are_exactly_the_on_link_up_interfaces(ifs: list[Interface], 
     want = {i.name for i in ifs if i.up and any(peer in a.network for a in i.addresses)}
     assert {i.name for i in got} == want
     assert got == sorted(got, key=lambda i: (-i.kind, i.name))
+
+
+def test_a_tailnet_peer_is_reached_through_the_tunnel_holding_a_slash_32() -> None:
+    """macOS Tailscale: utun4 holds 100.101.102.103/32; every tailnet node is one hop
+    through it though in no subnet of it."""
+    mac = links.interfaces_from_snapshot(links.load_snapshot(FIXTURES / "macstudio_healthy.json"), env={})
+    utun = [i for i in mac if i.name.startswith("utun") and any(a.ip in ipaddress.ip_network("100.64.0.0/10")
+                                                                for a in i.addresses)]
+    assert utun, "fixture has a Tailscale utun"
+    assert [i.name for i in links.candidates_for("100.70.1.2", mac)] == [utun[0].name]
+    assert links.candidates_for("8.8.8.8", mac) == [] or utun[0] not in links.candidates_for("8.8.8.8", mac)
