@@ -152,12 +152,24 @@ typedef struct {
     uint64_t got_len;
     bolt_header got; /* recv: the header received */
     int finished;
+    /* recv: a reduce to run the moment the frame is complete, while the
+     * frames after it are still arriving (bolt_op_reduce; count 0: none) */
+    void *red_dst;
+    const void *red_src;
+    uint64_t red_count;
+    int red_op;
+    int red_dtype;
 } bolt_op;
 
 void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
                   uint64_t seq, const void *buf, uint64_t len, int crc);
 void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
                   uint64_t seq, void *buf, uint64_t len, int exact_len);
+
+/* When recv op `op` completes, run bolt_reduce(rop, dtype, dst, src, count)
+ * before moving on: a chunk is reduced while the next chunks arrive. */
+void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src,
+                    uint64_t count);
 
 /* Monotonic clock in nanoseconds. */
 int64_t bolt_now_ns(void);

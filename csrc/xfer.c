@@ -64,6 +64,16 @@ void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
     op->check_dtype = 1;
 }
 
+void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src,
+                    uint64_t count)
+{
+    op->red_op = rop;
+    op->red_dtype = dtype;
+    op->red_dst = dst;
+    op->red_src = src;
+    op->red_count = count;
+}
+
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* Point m's iovecs at the bytes of the frame still to move: the rest of the
@@ -196,6 +206,15 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
                 return rc;
             }
             if (rc == 1) {
+                if (op->red_count > 0) {
+                    rc = bolt_reduce(op->red_op, op->red_dtype, op->red_dst, op->red_src,
+                                     (size_t)op->red_count);
+                    if (rc < 0) {
+                        if (failed != NULL)
+                            *failed = i;
+                        return rc;
+                    }
+                }
                 op->finished = 1;
                 continue;
             }

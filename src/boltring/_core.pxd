@@ -65,9 +65,15 @@ cdef extern from "bolt.h" nogil:
         uint64_t got_len
         bolt_header got
         int finished
+        void *red_dst
+        const void *red_src
+        uint64_t red_count
+        int red_op
+        int red_dtype
 
     void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype, uint64_t seq, const void *buf, uint64_t len, int crc)
     void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype, uint64_t seq, void *buf, uint64_t len, int exact_len)
+    void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src, uint64_t count)
     int64_t bolt_now_ns()
     int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms, int *failed)
 

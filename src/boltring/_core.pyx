@@ -210,6 +210,7 @@ cdef class Transfer:
     cdef uint8_t kind
     cdef bint crc, exact
     cdef list labels
+    cdef list pinned  # reduce operands: held so their memory stays put
 
     def __cinit__(self, uint8_t kind, bint crc=False, bint exact=True):
         self.n = 0
@@ -217,6 +218,7 @@ cdef class Transfer:
         self.crc = crc
         self.exact = exact
         self.labels = []
+        self.pinned = []
 
     def __dealloc__(self):
         cdef int i
@@ -226,9 +228,12 @@ cdef class Transfer:
     def __len__(self):
         return self.n
 
-    def add(self, bint is_send, int fd, buf, uint64_t seq, uint8_t dtype, str label, bytes progress=None):
+    def add(self, bint is_send, int fd, buf, uint64_t seq, uint8_t dtype, str label, bytes progress=None,
+            tuple reduce=None):
         """Add one frame; `progress` (from another Transfer's `progress(i)` for the
-        same buffer and socket) resumes it mid-frame.  Returns its index."""
+        same buffer and socket) resumes it mid-frame.  `reduce`, for a receive, is
+        (op, dtype, itemsize, dst, src): dst = dst (op) src runs the moment the frame
+        is complete, while later frames are still arriving.  Returns its index."""
         cdef int i = self.n
         if i >= MAX_OPS:
             raise ValueError(f"at most {MAX_OPS} frames in one transfer")
@@ -248,7 +253,24 @@ cdef class Transfer:
         else:
             bolt_op_recv(&self.ops[i], fd, self.kind, dtype, seq, self.views[i].buf,
                          <uint64_t>self.views[i].len, self.exact)
+        if reduce is not None and not is_send:
+            self._reduce_on_arrival(i, reduce[0], reduce[1], reduce[2], reduce[3], reduce[4])
         return i
+
+    cdef _reduce_on_arrival(self, int i, int rop, int rdtype, Py_ssize_t itemsize, dst, src):
+        cdef Py_buffer d, s
+        PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+        try:
+            PyObject_GetBuffer(src, &s, PyBUF_C_CONTIGUOUS)
+            try:
+                if d.len != s.len or itemsize <= 0 or d.len % itemsize:
+                    raise ValueError(f"reduce of {s.len} bytes into {d.len} bytes (itemsize {itemsize})")
+                bolt_op_reduce(&self.ops[i], rop, rdtype, d.buf, s.buf, <uint64_t>(d.len // itemsize))
+            finally:
+                PyBuffer_Release(&s)
+        finally:
+            PyBuffer_Release(&d)
+        self.pinned.append((dst, src))
 
     def progress(self, int i):
         """Op i's state, to carry it into another Transfer."""

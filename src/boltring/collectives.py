@@ -1,7 +1,9 @@
 """The collective algorithms: which bytes go to which neighbour in which step.
 
-Each step is one `paths.run` call (one poll loop in C over every socket it
-touches); reduces are one C call per received chunk.
+Each step is one `paths.run` call: one poll loop in C over every socket it
+touches.  Buffers go as pieces of about 1 MiB, which take turns over the stripes of
+a link; a received piece is reduced (in C, inside that loop) the moment it lands,
+while the next pieces are still arriving.
 
 - 1 rank: the identity.
 - 2 ranks: one full-duplex exchange, then a local reduce (one step, not MLX's
@@ -22,12 +24,15 @@ import mlx.core as mx
 
 from boltring import _core, dtypes
 from boltring.channel import byte_view, send_view
-from boltring.paths import Frame
+from boltring.paths import Frame, PeerLink
 
 if TYPE_CHECKING:
     from boltring.group import Group
 
 SUM, MAX, MIN = _core.REDUCE_SUM, _core.REDUCE_MAX, _core.REDUCE_MIN
+
+PIECE = 1 << 20
+MAX_PIECES = 8
 
 
 def fresh(shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
@@ -45,11 +50,6 @@ def _bounds(n: int, parts: int) -> list[tuple[int, int]]:
         out.append((start, end))
         start = end
     return out
-
-
-def _reduce(op: int, dtype: mx.Dtype, dst: memoryview, src: memoryview) -> None:
-    if dst.nbytes:
-        _core.reduce(op, dtypes.code(dtype), dtypes.itemsize(dtype), dst, src)
 
 
 def _order_matters(dtype: mx.Dtype, op: int) -> bool:
@@ -90,6 +90,30 @@ def _small_pair(group: Group, x: mx.array, view: memoryview, code: int, op: int,
     return _LAZY_OPS[op](a, b)
 
 
+def _pieces(nbytes: int, item: int) -> list[tuple[int, int]]:
+    """Byte ranges cutting a buffer into frames of about PIECE bytes (at most
+    MAX_PIECES): frames take turns over the stripes, and each received one is
+    reduced while the next are still arriving."""
+    count = nbytes // item
+    parts = max(1, min(MAX_PIECES, nbytes // PIECE))
+    return [(a * item, b * item) for a, b in _bounds(count, parts)]
+
+
+def _moves(link: PeerLink, send: memoryview | None, recv: memoryview | None, code: int,
+           reduce: tuple[int, int, memoryview, memoryview] | None = None) -> list[Frame]:
+    """Frames sending `send` to and receiving `recv` from `link`, cut into pieces; with
+    `reduce` = (op, itemsize, dst, src), each received piece runs dst (op)= src."""
+    frames = []
+    item = reduce[1] if reduce else 1
+    if send is not None:
+        frames += [Frame(link, True, send[a:b], code) for a, b in _pieces(send.nbytes, item)]
+    if recv is not None:
+        for a, b in _pieces(recv.nbytes, item):
+            red = reduce and (reduce[0], code, reduce[1], reduce[2][a:b], reduce[3][a:b])
+            frames.append(Frame(link, False, recv[a:b], code, reduce=red or None))
+    return frames
+
+
 def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
     view, code = send_view(x)
     if group.size() == 1:
@@ -98,19 +122,25 @@ def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
     if group.size() == 2 and 0 < view.nbytes <= SMALL and x.dtype in _CARRIER:
         return _small_pair(group, x, view, code, op, deadline)
     if group.size() == 2:
-        link = group.link(1 - group.rank())
-        tmp = fresh(x.shape, x.dtype)
-        tview = byte_view(tmp, writable=True)
-        group.step([Frame(link, True, view, code), Frame(link, False, tview, code)], deadline, boundary=True)
-        if group.rank() == 1 or not _order_matters(x.dtype, op):
-            _reduce(op, x.dtype, tview, view)  # rank 1: x0 (op) x1
-            return tmp
-        out = fresh(x.shape, x.dtype)  # rank 0 computes x0 (op) x1 too, in a copy of x0
-        ov = byte_view(out, writable=True)
-        ov[:] = view
-        _reduce(op, x.dtype, ov, tview)
-        return out
+        return _pair_all_reduce(group, x, view, code, op, deadline)
     return _ring_all_reduce(group, x, view, code, op, deadline)
+
+
+def _pair_all_reduce(group: Group, x: mx.array, view: memoryview, code: int, op: int,
+                     deadline: float) -> mx.array:
+    """One full-duplex exchange; each received piece is reduced as it lands."""
+    link = group.link(1 - group.rank())
+    item = dtypes.itemsize(x.dtype)
+    tmp = fresh(x.shape, x.dtype)
+    tview = byte_view(tmp, writable=True)
+    if group.rank() == 1 or not _order_matters(x.dtype, op):
+        out, dst, src = tmp, tview, view  # x0 arrives in tmp: tmp = x0 (op) x1
+    else:
+        out = fresh(x.shape, x.dtype)  # rank 0: out = copy of x0, then x0 (op) x1
+        dst, src = byte_view(out, writable=True), tview
+        dst[:] = view
+    group.step(_moves(link, view, tview, code, (op, item, dst, src)), deadline, boundary=True)
+    return out
 
 
 def _ring_all_reduce(group: Group, x: mx.array, view: memoryview, code: int, op: int,
@@ -129,35 +159,33 @@ def _ring_all_reduce(group: Group, x: mx.array, view: memoryview, code: int, op:
         [((half + a) * item, (half + b) * item) for a, b in _bounds(count - half, n)],
     ]
     widest = max(b - a for d in chunks for a, b in d)
-    scratch = [bytearray(widest), bytearray(widest)]
+    scratch = [memoryview(bytearray(widest)), memoryview(bytearray(widest))]
 
     def chunk(buf: memoryview, d: int, i: int) -> memoryview:
         a, b = chunks[d][i % n]
         return buf[a:b]
 
-    # reduce-scatter
+    # reduce-scatter: each piece is reduced into acc the moment it arrives
     for s in range(n - 1):
         into = [(r - s - 1) % n, (r + s + 1) % n]
-        tmp = [memoryview(scratch[d])[: len(chunk(av, d, into[d]))] for d in (0, 1)]
-        group.step([
-            Frame(right, True, chunk(av, 0, r - s), code),
-            Frame(left, False, tmp[0], code),
-            Frame(left, True, chunk(av, 1, r + s), code),
-            Frame(right, False, tmp[1], code),
-        ], deadline, boundary=s == 0)
-        for d in (0, 1):
-            _reduce(op, x.dtype, chunk(av, d, into[d]), tmp[d])
+        tmp = [scratch[d][: len(chunk(av, d, into[d]))] for d in (0, 1)]
+        group.step(
+            _moves(right, chunk(av, 0, r - s), None, code)
+            + _moves(left, None, tmp[0], code, (op, item, chunk(av, 0, into[0]), tmp[0]))
+            + _moves(left, chunk(av, 1, r + s), None, code)
+            + _moves(right, None, tmp[1], code, (op, item, chunk(av, 1, into[1]), tmp[1])),
+            deadline, boundary=s == 0)
     # the chunks this rank now holds fully reduced
     for d, own in ((0, r + 1), (1, r - 1)):
         chunk(ov, d, own)[:] = chunk(av, d, own)
     # all-gather
     for s in range(n - 1):
-        group.step([
-            Frame(right, True, chunk(ov, 0, r + 1 - s), code),
-            Frame(left, False, chunk(ov, 0, r - s), code),
-            Frame(left, True, chunk(ov, 1, r - 1 + s), code),
-            Frame(right, False, chunk(ov, 1, r + s), code),
-        ], deadline)
+        group.step(
+            _moves(right, chunk(ov, 0, r + 1 - s), None, code)
+            + _moves(left, None, chunk(ov, 0, r - s), code)
+            + _moves(left, chunk(ov, 1, r - 1 + s), None, code)
+            + _moves(right, None, chunk(ov, 1, r + s), code),
+            deadline)
     return out
 
 
@@ -181,18 +209,17 @@ def all_gather(group: Group, x: mx.array) -> mx.array:
         return ov[i * block:(i + 1) * block]
 
     for s in range(n - 1):
-        group.step([Frame(right, True, blk(r - s), code), Frame(left, False, blk(r - s - 1), code)],
+        group.step(_moves(right, blk(r - s), None, code) + _moves(left, None, blk(r - s - 1), code),
                    deadline, boundary=s == 0)
     return out
 
 
 def send(group: Group, x: mx.array, dst: int) -> None:
     view, code = send_view(x)
-    group.step([Frame(group.link(dst), True, view, code)], group.deadline(), boundary=True)
+    group.step(_moves(group.link(dst), view, None, code), group.deadline(), boundary=True)
 
 
 def recv_into(group: Group, out: mx.array, src: int) -> mx.array:
-    group.step([Frame(group.link(src), False, byte_view(out, writable=True), dtypes.code(out.dtype))],
+    group.step(_moves(group.link(src), None, byte_view(out, writable=True), dtypes.code(out.dtype)),
                group.deadline(), boundary=True)
     return out
-

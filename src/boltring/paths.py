@@ -39,9 +39,6 @@ log = logging.getLogger("boltring")
 
 KINDS = ("initial", "fallback", "promote", "switch", "down")
 
-# Payloads at least this large are split across every stripe of the epoch.
-STRIPE_MIN_BYTES = 1 << 20
-
 
 class Refusal(ConfigError):
     """One incoming connection refused; the link it claimed stays as it was."""
@@ -104,6 +101,9 @@ class Frame:
     seq: int = -1
     done: bool = False
     resent: bool = False  # a re-send of a frame the peer never received
+    # receive: (op, dtype code, itemsize, dst, src) bytes views run as dst = dst (op) src
+    # the moment the frame has arrived, while later frames are still on the wire
+    reduce: tuple[int, int, int, memoryview, memoryview] | None = None
 
 
 class PeerLink:
@@ -574,14 +574,11 @@ class PeerLink:
             self.recv_seq += 1
             self.bytes_received += f.view.nbytes
 
-    def split(self, f: Frame) -> list[tuple[Channel, memoryview]]:
-        """The sub-frames of `f`: the whole buffer on stripe 0, or equal parts on
-        every stripe for large payloads."""
-        n = len(self.stripes)
-        if n == 1 or f.view.nbytes < STRIPE_MIN_BYTES:
-            return [(self.stripes[0], f.view)]
-        step = -(-f.view.nbytes // n)
-        return [(chan, f.view[i * step:(i + 1) * step]) for i, chan in enumerate(self.stripes)]
+    def stripe(self, f: Frame) -> Channel:
+        """The connection that carries frame `f`: frames, never split, take turns over
+        the stripes by sequence number (both ends know both), so a frame is received
+        whole or not at all, and a reduce on arrival runs exactly once."""
+        return self.stripes[f.seq % len(self.stripes)]
 
     def failed(self, exc: BaseException) -> None:
         """The data path failed under an operation: say so and pick the next path."""
@@ -681,7 +678,7 @@ def run(frames: list[Frame], deadline: float, *, boundary: bool = False) -> None
 def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundary: bool) -> None:
     for link in links_in:
         link.ready(deadline, promote=boundary)
-    carried: dict[tuple[int, int], bytes] = {}
+    carried: dict[int, bytes] = {}
     while True:
         # re-sends first, in order, then this step's frames; seqs follow the counters
         todo = [f for link in links_in for f in link.resend] + [f for f in frames if not f.done]
@@ -690,7 +687,7 @@ def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundar
         send_next = {link: link.send_seq for link in links_in}
         recv_next = {link: link.recv_seq for link in links_in}
         t = _core.Transfer(_core.KIND_DATA)
-        parts: list[tuple[Frame, list[int]]] = []
+        parts: list[tuple[Frame, int]] = []
         for f in todo:
             if f.resent:
                 pass  # keeps the seq it first had
@@ -700,11 +697,9 @@ def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundar
             else:
                 f.seq = recv_next[f.link]
                 recv_next[f.link] += 1
-            idx = []
-            for chan, view in f.link.split(f):
-                key = (id(f), len(idx))
-                idx.append(t.add(f.send, chan.fileno(), view, f.seq, f.dtype, chan.where, carried.pop(key, None)))
-            parts.append((f, idx))
+            chan = f.link.stripe(f)
+            i = t.add(f.send, chan.fileno(), f.view, f.seq, f.dtype, chan.where, carried.pop(id(f), None), f.reduce)
+            parts.append((f, i))
         try:
             t.run(max(0.0, deadline - time.monotonic()), abort=lambda: _any_switch(links_in))
             failure: BaseException | None = None
@@ -712,24 +707,22 @@ def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundar
             failure = exc
         broken: set[PeerLink] = set()
         if failure is not None:
-            i = getattr(failure, "op_index", -1)
-            owner = next((f.link for f, idx in parts if i in idx), None)
+            failed_at = getattr(failure, "op_index", -1)
+            owner = next((f.link for f, i in parts if i == failed_at), None)
             for link in ([owner] if owner else []) + [lk for lk in links_in if lk.needs_switch()]:
                 broken.add(link)
             if not broken:
                 raise failure
-        for f, idx in parts:
-            if all(t.finished(i) for i in idx):
+        for f, i in parts:
+            if t.finished(i):
                 f.done = True
                 if f.resent:
                     f.link.resend.remove(f)
                     f.link.bytes_sent += f.view.nbytes
                 else:
                     f.link.completed(f)
-            elif f.link not in broken:
-                for j, i in enumerate(idx):
-                    if t.started(i) and not t.finished(i):
-                        carried[(id(f), j)] = t.progress(i)
+            elif f.link not in broken and t.started(i):
+                carried[id(f)] = t.progress(i)
         if failure is None:
             continue
         if time.monotonic() > deadline:
