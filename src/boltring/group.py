@@ -20,7 +20,7 @@ from typing import Any
 import mlx.core as mx
 
 from boltring import collectives, links, memory, paths
-from boltring.errors import BoltError, ConfigError, PeerClosed
+from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed
 from boltring.hostfile import Hostfile, from_environment
 from boltring.paths import Frame, PathEvent, PathInfo, PeerLink, Settings
 from boltring.rendezvous import Rendezvous
@@ -221,10 +221,17 @@ def init(
     probe_interval_s: float = 0.5,
     max_rtt_ms: float = 5.0,
     k: int = 3,
+    preflight: bool = False,
+    min_gbps: float | None = None,
 ) -> Group:
     """Form the group.  Reads MLX_HOSTFILE and MLX_RANK as MLX's ring backend does;
     arguments override them.  Raises ConfigError for a bad hostfile or rank, Timeout
-    naming the peer that never came, AuthError for a wrong secret."""
+    naming the peer that never came, AuthError for a wrong secret.
+
+    With `preflight`, every rank first measures every path to its neighbours (as
+    `boltring preflight` does; all ranks must pass it) and raises LinkDown, with one
+    reason per failure, when the path the group would use is over `max_rtt_ms` or
+    under `min_gbps`."""
     if fallback not in ("allow", "never"):
         raise ConfigError(f"fallback must be 'allow' or 'never', not {fallback!r}")
     if isinstance(hostfile, Hostfile):
@@ -233,6 +240,13 @@ def init(
         hf = hostfile
     else:
         hf, rank = from_environment(hostfile, rank)
+    if preflight:
+        from boltring.preflight import run_preflight
+
+        report = run_preflight(hf, rank, max_rtt_ms=max_rtt_ms, min_gbps=min_gbps, secret=secret,
+                               timeout=min(timeout_s, 10.0))
+        if not report.ok:
+            raise LinkDown("preflight failed: " + "; ".join(report.failures))
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
                         max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=_secret(secret))
     return Group(hf, rank, settings)

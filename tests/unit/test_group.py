@@ -186,3 +186,18 @@ def test_two_processes_claiming_one_rank_are_refused(tmp_path, procs):
     line = read_until(procs[2], "error")
     assert line[1] == "ConfigError" and "same rank" in " ".join(line), line
     assert procs[0].poll() is None and procs[1].poll() is None  # the group itself goes on
+
+
+def test_preflight_before_forming(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "close", preflight=True), start(path, 1, "close", preflight=True)]
+    for p in procs:
+        read_until(p, "done")
+
+
+def test_a_failed_preflight_is_link_down_with_the_reason(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, r, "close", preflight=True, max_rtt_ms=0.0001) for r in (0, 1)]
+    for p in procs:
+        line = read_until(p, "error")
+        assert line[1] == "LinkDown" and "preflight failed" in " ".join(line), line
