@@ -193,6 +193,13 @@ class Aborted(Exception):
     """A transfer stopped between slices because its `abort` hook asked to."""
 
 
+cdef size_t _reduce_count(Py_buffer *d, Py_buffer *s, Py_ssize_t itemsize) except? 0:
+    """Elements in a reduce of s into d; ValueError unless both hold whole, equal runs."""
+    if d.len != s.len or itemsize <= 0 or d.len % itemsize:
+        raise ValueError(f"reduce of {s.len} bytes into {d.len} bytes (itemsize {itemsize})")
+    return <size_t>(d.len // itemsize)
+
+
 cdef class Transfer:
     """A resumable set of framed sends and receives, moved together in one poll loop.
 
@@ -263,9 +270,7 @@ cdef class Transfer:
         try:
             PyObject_GetBuffer(src, &s, PyBUF_C_CONTIGUOUS)
             try:
-                if d.len != s.len or itemsize <= 0 or d.len % itemsize:
-                    raise ValueError(f"reduce of {s.len} bytes into {d.len} bytes (itemsize {itemsize})")
-                bolt_op_reduce(&self.ops[i], rop, rdtype, d.buf, s.buf, <uint64_t>(d.len // itemsize))
+                bolt_op_reduce(&self.ops[i], rop, rdtype, d.buf, s.buf, _reduce_count(&d, &s, itemsize))
             finally:
                 PyBuffer_Release(&s)
         finally:
@@ -414,14 +419,14 @@ def reduce(int op, int dtype, int itemsize, dst, src):
     """dst = dst (op) src elementwise, in place, for buffers of one dtype code."""
     cdef Py_buffer d, s
     cdef int rc
+    cdef size_t count
     PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
     try:
         PyObject_GetBuffer(src, &s, PyBUF_C_CONTIGUOUS)
         try:
-            if d.len != s.len or itemsize <= 0 or d.len % itemsize:
-                raise ValueError(f"reduce of {s.len} bytes into {d.len} bytes (itemsize {itemsize})")
+            count = _reduce_count(&d, &s, itemsize)
             with nogil:
-                rc = bolt_reduce(op, dtype, d.buf, s.buf, <size_t>(d.len // itemsize))
+                rc = bolt_reduce(op, dtype, d.buf, s.buf, count)
             if rc < 0:
                 raise TypeError(f"no reduce kernel for op {op} on dtype code {dtype}")
         finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import mlx.core as mx
 
@@ -59,7 +59,30 @@ def recv_view(out: Any) -> tuple[memoryview, int]:
     return byte_view(out, writable=True), dtypes.code(out.dtype) if isinstance(out, mx.array) else dtypes.RAW
 
 
-class Channel:
+class _Socket:
+    """Owns one socket fd: closes it on `with` exit and, as a last resort, when
+    garbage collected."""
+
+    _fd = -1
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _S) -> _S:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if self._fd >= 0:
+            _core.close(self._fd)
+
+
+_S = TypeVar("_S", bound=_Socket)
+
+
+class Channel(_Socket):
     """A connected, interface-bound socket speaking boltring frames.
 
     Frames in each direction carry a sequence number that both sides count, so a
@@ -209,22 +232,12 @@ class Channel:
             _core.close(self._fd)
         self._fd = -1
 
-    def __enter__(self) -> Channel:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            _core.close(self._fd)
-
     def __repr__(self) -> str:
         state = "closed" if self._fd < 0 else "broken" if self._broken else "open"
         return f"<Channel {self.where} {state}>"
 
 
-class Listener:
+class Listener(_Socket):
     """A listening socket, bound to an interface when one is given."""
 
     def __init__(self, addr: str = "127.0.0.1:0", *, iface: str | None = None, backlog: int = 16,
@@ -252,13 +265,3 @@ class Listener:
         if self._fd >= 0:
             _core.close(self._fd)
             self._fd = -1
-
-    def __enter__(self) -> Listener:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            _core.close(self._fd)

@@ -19,7 +19,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from boltring import collectives, links, memory, paths
+from boltring import collectives, handshake, links, memory, paths
 from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed
 from boltring.hostfile import Hostfile, from_environment
 from boltring.paths import Frame, PathEvent, PathInfo, PeerLink, Settings
@@ -202,14 +202,6 @@ class Group:
         return f"<boltring.Group rank {self._rank} of {self._size}{' closed' if self._closed else ''}>"
 
 
-def _secret(value: str | bytes | None) -> bytes | None:
-    if value is None:
-        value = os.environ.get("BOLTRING_SECRET") or None
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
 def init(
     hostfile: str | os.PathLike[str] | Hostfile | None = None,
     rank: int | None = None,
@@ -248,7 +240,7 @@ def init(
         if not report.ok:
             raise LinkDown("preflight failed: " + "; ".join(report.failures))
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
-                        max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=_secret(secret))
+                        max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=handshake.secret_from(secret))
     return Group(hf, rank, settings)
 
 

@@ -27,25 +27,38 @@ from typing import Any
 
 from boltring import _core
 from boltring.channel import Channel
-from boltring.errors import AuthError, ConfigError, ProtocolError
+from boltring.errors import AuthError, BoltError, ConfigError, ProtocolError
 
 VERSION = 1
 MAX_MESSAGE = 16384
 
 
-def _send(chan: Channel, kind: int, msg: dict[str, Any], timeout: float) -> None:
+def send_message(chan: Channel, kind: int, msg: dict[str, Any], timeout: float) -> None:
+    """One control frame carrying a JSON object."""
     chan.send_control(kind, json.dumps(msg, separators=(",", ":")).encode(), timeout=timeout)
 
 
-def _recv(chan: Channel, kind: int, timeout: float) -> dict[str, Any]:
-    raw = chan.recv_control(kind, MAX_MESSAGE, timeout=timeout)
+def recv_message(chan: Channel, kind: int, timeout: float, max_len: int = MAX_MESSAGE,
+                 what: str = "handshake", error: type[BoltError] = ProtocolError) -> dict[str, Any]:
+    """One control frame of `kind` carrying a JSON object of at most `max_len` bytes;
+    anything else is `error`, never a stray exception."""
+    raw = chan.recv_control(kind, max_len, timeout=timeout)
     try:
         msg = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ProtocolError(f"{chan.where}: handshake message is not JSON") from None
+    except (ValueError, RecursionError):  # not UTF-8 or JSON, too deep, a number too long
+        raise error(f"{chan.where}: {what} message is not JSON") from None
     if not isinstance(msg, dict):
-        raise ProtocolError(f"{chan.where}: handshake message is not an object")
+        raise error(f"{chan.where}: {what} message is not an object")
     return msg
+
+
+def secret_from(value: str | bytes | None) -> bytes | None:
+    """The cluster secret: `value`, else BOLTRING_SECRET, else none."""
+    if value is None:
+        value = os.environ.get("BOLTRING_SECRET") or None
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _proof(secret: bytes, label: bytes, first: str, second: str) -> str:
@@ -64,8 +77,8 @@ def dial(chan: Channel, hello: dict[str, Any], secret: bytes | None, timeout: fl
     """Run the dialer's side; returns the acceptor's HELLO.  Raises AuthError or
     ConfigError (the acceptor's refusal, with its reason) or ProtocolError."""
     nonce_d = _nonce()
-    _send(chan, _core.KIND_HELLO, {**hello, "v": VERSION, "nonce": nonce_d, "auth": secret is not None}, timeout)
-    reply = _recv(chan, _core.KIND_HELLO, timeout)
+    send_message(chan, _core.KIND_HELLO, {**hello, "v": VERSION, "nonce": nonce_d, "auth": secret is not None}, timeout)
+    reply = recv_message(chan, _core.KIND_HELLO, timeout)
     if not reply.get("ok"):
         error = str(reply.get("error", "refused"))
         cls = AuthError if reply.get("auth_failed") else ConfigError
@@ -76,8 +89,8 @@ def dial(chan: Channel, hello: dict[str, Any], secret: bytes | None, timeout: fl
     if not isinstance(nonce_a, str):
         raise ProtocolError(f"{chan.where}: HELLO reply without a nonce")
     # Our proof goes first, so that with different secrets both sides learn it.
-    _send(chan, _core.KIND_AUTH, {"proof": _proof(secret, b"dial", nonce_a, nonce_d)}, timeout)
-    verdict = _recv(chan, _core.KIND_AUTH, timeout)
+    send_message(chan, _core.KIND_AUTH, {"proof": _proof(secret, b"dial", nonce_a, nonce_d)}, timeout)
+    verdict = recv_message(chan, _core.KIND_AUTH, timeout)
     if not verdict.get("ok"):
         raise AuthError(f"{chan.where}: the peer rejected our proof of the cluster secret "
                         "(the secrets differ)")
@@ -95,36 +108,36 @@ def accept(
     """Run the acceptor's side.  `check` validates the dialer's HELLO and returns the
     fields of our reply, or raises ConfigError with the reason to send back.
     Returns the dialer's HELLO once it is accepted."""
-    hello = _recv(chan, _core.KIND_HELLO, timeout)
+    hello = recv_message(chan, _core.KIND_HELLO, timeout)
     if hello.get("v") != VERSION:
-        _send(chan, _core.KIND_HELLO, {"ok": False, "error": f"protocol version {hello.get('v')} "
+        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": f"protocol version {hello.get('v')} "
                                        f"is not {VERSION}"}, timeout)
         raise ProtocolError(f"{chan.where}: peer speaks protocol version {hello.get('v')}, not {VERSION}")
     try:
         fields = check(hello)
     except ConfigError as exc:
-        _send(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc)}, timeout)
+        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc)}, timeout)
         raise
     if bool(hello.get("auth")) != (secret is not None):
         mine = "has" if secret is not None else "has no"
-        _send(chan, _core.KIND_HELLO, {"ok": False, "auth_failed": True,
+        send_message(chan, _core.KIND_HELLO, {"ok": False, "auth_failed": True,
                                        "error": f"the acceptor {mine} cluster secret and the dialer "
                                        f"{'has' if hello.get('auth') else 'has no'} secret"}, timeout)
         raise AuthError(f"{chan.where}: the dialer {'has' if hello.get('auth') else 'has no'} cluster "
                         f"secret and this side {mine}; set the same secret on every rank")
     reply = {**fields, "ok": True, "v": VERSION}
     if secret is None:
-        _send(chan, _core.KIND_HELLO, reply, timeout)
+        send_message(chan, _core.KIND_HELLO, reply, timeout)
         return hello
     nonce_a = _nonce()
     nonce_d = hello.get("nonce")
     if not isinstance(nonce_d, str):
         raise ProtocolError(f"{chan.where}: HELLO without a nonce")
     reply.update(nonce=nonce_a, proof=_proof(secret, b"accept", nonce_d, nonce_a))
-    _send(chan, _core.KIND_HELLO, reply, timeout)
-    answer = _recv(chan, _core.KIND_AUTH, timeout)
+    send_message(chan, _core.KIND_HELLO, reply, timeout)
+    answer = recv_message(chan, _core.KIND_AUTH, timeout)
     good = hmac.compare_digest(str(answer.get("proof", "")), _proof(secret, b"dial", nonce_a, nonce_d))
-    _send(chan, _core.KIND_AUTH, {"ok": good}, timeout)
+    send_message(chan, _core.KIND_AUTH, {"ok": good}, timeout)
     if not good:
         raise AuthError(f"{chan.where}: the dialer could not prove it holds the cluster secret")
     return hello

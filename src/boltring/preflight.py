@@ -223,18 +223,12 @@ def evaluate(peer: int, paths: list[PathResult], max_rtt_ms: float,
 
 
 def _send(chan: Channel, msg: dict[str, Any], timeout: float) -> None:
-    chan.send_control(_core.KIND_HELLO, json.dumps(msg, separators=(",", ":")).encode(), timeout=timeout)
+    handshake.send_message(chan, _core.KIND_HELLO, msg, timeout)
 
 
 def _recv(chan: Channel, timeout: float) -> dict[str, Any]:
-    raw = chan.recv_control(_core.KIND_HELLO, handshake.MAX_MESSAGE * 8, timeout=timeout)
-    try:
-        msg = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ConfigError(f"{chan.where}: preflight message is not JSON") from None
-    if not isinstance(msg, dict):
-        raise ConfigError(f"{chan.where}: preflight message is not an object")
-    return msg
+    return handshake.recv_message(chan, _core.KIND_HELLO, timeout, handshake.MAX_MESSAGE * 8, "preflight",
+                                  ConfigError)
 
 
 def _request(chan: Channel, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -638,14 +632,6 @@ def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Ac
 # ------------------------------------------------------------------ entry
 
 
-def _secret(value: str | bytes | None) -> bytes | None:
-    if value is None:
-        value = os.environ.get("BOLTRING_SECRET") or None
-    if value is None:
-        return None
-    return value.encode() if isinstance(value, str) else bytes(value)
-
-
 def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, rank: int | None = None, *,
                   max_rtt_ms: float = 5.0, min_gbps: float | None = None, seconds: float = 2.0,
                   timeout: float = 10.0, pings: int = 20, bulk_bytes: int = 64 * MiB,
@@ -667,7 +653,7 @@ def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, ran
     if not (timeout > 0 and seconds > 0 and 1 <= pings <= MAX_PINGS and 0 < bulk_bytes <= MAX_BULK_BYTES):
         raise ConfigError("preflight needs timeout > 0, seconds > 0, 1 <= pings <= "
                           f"{MAX_PINGS} and 0 < bulk bytes <= {MAX_BULK_BYTES}")
-    st = _Settings(rank, hf.size, _secret(secret), timeout, seconds, pings, bulk_bytes)
+    st = _Settings(rank, hf.size, handshake.secret_from(secret), timeout, seconds, pings, bulk_bytes)
     table = links.interfaces()
     memory.remember(table)
     neighbours = hf.neighbours(rank)
