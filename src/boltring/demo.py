@@ -70,12 +70,12 @@ def _measure(group: Any) -> list[dict[str, float]]:
     for nbytes in SIZES:
         x = mx.ones((nbytes // 2,), mx.bfloat16)
         mx.eval(x)
-        group.all_sum(x)
+        mx.eval(group.all_sum(x))
         rounds = max(5, min(300, (64 << 20) // nbytes))
         times = []
         for _ in range(rounds):
             t = time.perf_counter()
-            group.all_sum(x)
+            mx.eval(group.all_sum(x))  # the result computed, not just promised
             times.append(time.perf_counter() - t)
         med = statistics.median(times)
         out.append({"bytes": nbytes, "median_s": med, "gbps": nbytes / med / 1e9})
@@ -172,6 +172,16 @@ def _watch(rank: _Proc, until: Any, timeout: float) -> tuple[dict[str, Any], lis
             return status, events, time.monotonic() - t0
 
 
+def _until_on(rank: _Proc, iface: str) -> None:
+    """Watch `rank` until its path is `iface`, printing the events on the way."""
+    status, events, took = _watch(rank, lambda s: s["iface"] == iface, 20)
+    for e in events:
+        print(f"      {e['kind'].upper()} from {e['from_path']} to {e['to_path']}: {e['reason']}")
+    rtt = f", RTT {status['rtt_ms']:.2f} ms" if status["rtt_ms"] is not None else ""
+    print(f"      on {status['iface']} ({status['state']}) after {took:.1f} s{rtt}; "
+          f"{status['checked']} all_sums checked, {status['wrong']} wrong")
+
+
 def _namespaces_reason() -> str | None:
     if sys.platform != "linux":
         return "network namespaces are Linux only"
@@ -221,18 +231,10 @@ def run(verbose: bool = False) -> int:
             print(f"      path: {status['iface']} ({status['state']}), RTT {status['rtt_ms']:.2f} ms")
             print("[2/4] removing thunderbolt0 on node 1 under a loop of checked all_sums")
             lab.break_link(1)
-            status, events, took = _watch(ranks[1], lambda s: s["iface"] == "tailscale0", 20)
-            for e in events:
-                print(f"      {e['kind'].upper()} from {e['from_path']} to {e['to_path']}: {e['reason']}")
-            print(f"      now on {status['iface']} ({status['state']}) after {took:.1f} s, RTT "
-                  f"{status['rtt_ms'] or 0:.1f} ms; {status['checked']} all_sums checked, {status['wrong']} wrong")
+            _until_on(ranks[1], "tailscale0")
             print("[3/4] restoring thunderbolt0")
             lab.heal(1)
-            status, events, took = _watch(ranks[1], lambda s: s["iface"] == "thunderbolt0", 20)
-            for e in events:
-                print(f"      {e['kind'].upper()} from {e['from_path']} to {e['to_path']}: {e['reason']}")
-            print(f"      back on {status['iface']} after {took:.1f} s; {status['checked']} all_sums checked, "
-                  f"{status['wrong']} wrong")
+            _until_on(ranks[1], "thunderbolt0")
             ranks[0].send(cmd="stop")
             totals = [r.expect("looped", 30) for r in ranks]
             print("[4/4] measuring again over thunderbolt0")
