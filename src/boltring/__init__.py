@@ -18,6 +18,7 @@ from boltring.errors import (
     ProtocolError,
     Timeout,
 )
+from boltring import mlx
 
 __version__ = "0.1.0"
 
@@ -36,4 +37,5 @@ __all__ = [
     "ProtocolError",
     "Timeout",
     "init",
+    "mlx",
 ]
