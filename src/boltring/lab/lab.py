@@ -207,6 +207,23 @@ class Lab:
             out.append(entry)
         return out
 
+    def exo_hostfile(self, node: NodeRef, port: int, *,
+                     placeholder: str = "198.51.100.1:0") -> list[list[str]]:
+        """The MLX ring hostfile exo writes for one rank: its own entry ``0.0.0.0:port``,
+        each ring neighbour's fast address on the link they share, and ``placeholder``
+        for ranks that are not neighbours (neither MLX's ring nor boltring dials them)."""
+        r = self._rank(node)
+        out = []
+        for p in range(self.nodes):
+            shared = next((fl for fl in self.links() if {fl.a, fl.b} == {r, p}), None)
+            if p == r:
+                out.append([f"0.0.0.0:{port}"])
+            elif shared is not None:
+                out.append([f"{shared.addr(p)}:{port}"])
+            else:
+                out.append([placeholder])
+        return out
+
     def _rank(self, node: NodeRef) -> int:
         if isinstance(node, str):
             m = re.fullmatch(rf"(?:{re.escape(self.prefix)}-)?n?(\d+)", node)

@@ -1,0 +1,138 @@
+"""Tiny mlx-lm models for tests and benchmarks: random weights, fixed seed, nothing downloaded.
+
+``build_llama`` makes an mlx-lm Llama (``mlx_lm.models.llama.Model``) whose
+weights come from a seeded generator, in bfloat16, so every rank of a job builds
+the same model and shards it with mlx-lm's own, unchanged ``model.shard(group)``.
+``greedy_decode`` and ``forced_logits`` run it one token at a time through the KV
+cache, as decoding does: two ``all_sum`` of ``[1, 1, hidden]`` per layer per token.
+
+Random weights make greedy decoding settle on one token quickly, so comparisons
+should also use ``forced_logits`` over a varied token sequence (teacher forcing).
+mlx-lm is a test/benchmark dependency only (the ``test`` extra).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LlamaShape:
+    """The knobs of a tiny Llama; heads, kv heads and intermediate size must divide by
+    the group size to shard."""
+
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    vocab_size: int = 1024
+    intermediate_size: int = 512
+
+    def args(self) -> Any:
+        """mlx-lm ``ModelArgs`` for this shape."""
+        from mlx_lm.models.llama import ModelArgs
+
+        return ModelArgs(model_type="llama", hidden_size=self.hidden_size,
+                         num_hidden_layers=self.num_layers, intermediate_size=self.intermediate_size,
+                         num_attention_heads=self.num_heads, num_key_value_heads=self.num_kv_heads,
+                         rms_norm_eps=1e-5, vocab_size=self.vocab_size, tie_word_embeddings=True)
+
+
+def build_llama(shape: LlamaShape | None = None, *, seed: int = 0, dtype: mx.Dtype = mx.bfloat16,
+                **overrides: int) -> Any:
+    """An mlx-lm Llama with random weights from ``seed``, cast to ``dtype`` and evaluated.
+
+    ``overrides`` replace fields of ``shape`` (``hidden_size=512, num_layers=2``, ...).
+    The same arguments give bit-identical weights in every process.
+    """
+    from dataclasses import replace
+
+    from mlx_lm.models.llama import Model
+
+    shape = replace(shape or LlamaShape(), **overrides)
+    mx.random.seed(seed)
+    model = Model(shape.args())
+    model.set_dtype(dtype)
+    mx.eval(model.parameters())
+    return model
+
+
+def shard(model: Any, group: Any) -> Any:
+    """Tensor-parallel over ``group`` with mlx-lm's own ``model.shard`` (unchanged)."""
+    model.shard(group)
+    mx.eval(model.parameters())
+    return model
+
+
+def prompt_tokens(count: int, vocab_size: int, seed: int = 1) -> list[int]:
+    """``count`` varied token ids, the same for every process given the same seed."""
+    rng = np.random.default_rng(seed)
+    return [int(t) for t in rng.integers(0, vocab_size, size=count)]
+
+
+def _last_logits(model: Any, tokens: Sequence[int], cache: list[Any]) -> mx.array:
+    out = model(mx.array([list(tokens)], dtype=mx.int32), cache=cache)
+    last = out[0, -1, :]
+    mx.eval(last)
+    return last
+
+
+def _host(logits: mx.array) -> np.ndarray:
+    """float32 copy of a logits row (exact for bfloat16/float16)."""
+    return np.array(logits.astype(mx.float32))
+
+
+@dataclass
+class Decode:
+    """A greedy decode: the tokens, the logits each was chosen from, and the time taken."""
+
+    tokens: list[int]
+    logits: np.ndarray  # (steps, vocab) float32, exact copies of the model's logits
+    prefill_s: float
+    decode_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Decode speed: the tokens after the first (which comes from the prefill)."""
+        return (len(self.tokens) - 1) / self.decode_s if self.decode_s > 0 else float("inf")
+
+
+def greedy_decode(model: Any, prompt: Sequence[int], steps: int) -> Decode:
+    """Prefill ``prompt``, then ``steps`` greedy tokens, one forward pass each (KV cache)."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    if steps < 1 or not prompt:
+        raise ValueError("greedy_decode needs a prompt and steps >= 1")
+    cache = make_prompt_cache(model)
+    t0 = time.perf_counter()
+    logits = _last_logits(model, prompt, cache)
+    t1 = time.perf_counter()
+    tokens: list[int] = []
+    rows: list[np.ndarray] = []
+    for _ in range(steps):
+        rows.append(_host(logits))
+        token = int(mx.argmax(logits).item())
+        tokens.append(token)
+        if len(tokens) < steps:
+            logits = _last_logits(model, [token], cache)
+    t2 = time.perf_counter()
+    return Decode(tokens, np.stack(rows), t1 - t0, t2 - t1)
+
+
+def forced_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
+    """Teacher forcing: feed ``tokens`` one at a time through the KV cache and return
+    the logits after each, shape ``(len(tokens), vocab)`` float32."""
+    from mlx_lm.models.cache import make_prompt_cache
+
+    cache = make_prompt_cache(model)
+    return np.stack([_host(_last_logits(model, [t], cache)) for t in tokens])
+
+
+__all__ = ["Decode", "LlamaShape", "build_llama", "forced_logits", "greedy_decode", "prompt_tokens",
+           "shard"]

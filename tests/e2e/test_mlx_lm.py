@@ -1,0 +1,170 @@
+"""mlx-lm on boltring, end to end: a tiny Llama sharded with mlx-lm's unchanged
+`model.shard(group)`, ranks as processes in the lab started the way exo starts
+them, against MLX's own ring backend on the same links and the same model.
+
+On 2 ranks boltring's all_sum is MLX's `a + b`, so tokens and logits must be
+bit-identical to MLX's ring.  On 4 ranks the ring sums in another order, so
+tokens must match and logits agree within bfloat16 rounding.  Either way the
+sharded logits stay within bfloat16 tolerance of the unsharded model.  Random
+weights make greedy decoding repeat a token, so teacher-forced logits over a
+varied sequence are compared too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from boltring.lab import Lab
+
+pytestmark = pytest.mark.netns
+
+RANK = Path(__file__).with_name("llama_rank.py")
+STEPS = 32
+# 16 bfloat16 ulps at the logits' largest magnitude: sharding changes the order of
+# bfloat16 partial sums inside every layer, so exact equality is not expected.
+REL_TOL = 16 * 2.0 ** -8
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_labs() -> None:
+    """Take down labs of this module left by test runs that died (prefix ml<n><pid>)."""
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    stale = {(int(m.group(1)), m.group(0)) for line in out.splitlines()
+             if (m := re.match(r"^ml([24])(\d+)(?=-)", line)) and not _alive(int(m.group(2)))}
+    for nodes, prefix in sorted(stale):
+        Lab(nodes, prefix).down()
+
+
+@pytest.fixture(scope="module")
+def labs() -> Iterator[dict[int, Lab]]:
+    _remove_stale_labs()
+    made: dict[int, Lab] = {}
+    try:
+        for n in (2, 4):
+            made[n] = Lab(n, f"ml{n}{os.getpid()}", slow_delay_ms=20.0, max_lifetime_s=600).up()
+        yield made
+    finally:
+        for lab in made.values():
+            lab.down()
+
+
+_ports = iter(range(42000, 43000, 10))
+
+
+def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1) -> list[dict[str, Any]]:
+    """Run every rank of one job (in its lab node, with exo's hostfile and env) and
+    return, per rank, its JSON line plus its tokens and logits."""
+    port = next(_ports)
+    procs: list[subprocess.Popen[str]] = []
+    outs = [tmp / f"{backend}{nodes}_{r}.npz" for r in range(nodes)]
+    try:
+        for r in range(nodes):
+            argv = [sys.executable, str(RANK), backend, str(outs[r])]
+            env = dict(os.environ)
+            if lab is not None:
+                hostfile = tmp / f"hosts_{backend}{nodes}_{r}.json"
+                hostfile.write_text(json.dumps(lab.exo_hostfile(r, port)))
+                env.update(MLX_HOSTFILE=str(hostfile), MLX_RANK=str(r))
+                procs.append(lab.popen(r, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True))
+            else:
+                procs.append(subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True))
+        results = []
+        for r, proc in enumerate(procs):
+            out, err = proc.communicate(timeout=90)
+            assert proc.returncode == 0, f"{backend} rank {r} exited {proc.returncode}:\n{err[-3000:]}"
+            info = json.loads(out.strip().splitlines()[-1])
+            with np.load(outs[r]) as data:
+                info.update(tokens=data["tokens"].tolist(), logits=data["logits"], forced=data["forced"])
+            results.append(info)
+        return results
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+
+
+def bits(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+
+
+def assert_close(got: np.ndarray, want: np.ndarray, what: str) -> None:
+    scale = float(np.abs(want).max())
+    worst = float(np.abs(got - want).max())
+    assert worst <= REL_TOL * scale, f"{what}: max |diff| {worst:.4g} > {REL_TOL * scale:.4g}"
+
+
+def check_job(results: list[dict[str, Any]], backend: str, n: int) -> None:
+    assert [r["rank"] for r in results] == list(range(n))
+    assert all(r["size"] == n for r in results)
+    first = results[0]
+    for r in results[1:]:  # after each all_sum every rank holds the same activations
+        assert r["tokens"] == first["tokens"], f"{backend}: ranks disagree on tokens"
+        assert np.array_equal(bits(r["logits"]), bits(first["logits"])), f"{backend}: ranks disagree on logits"
+    if backend == "boltring":
+        for r in results:
+            assert r["group_type"] == "boltring.group"
+            assert all(p["kind"] == "thunderbolt" and p["state"] == "primary" for p in r["paths"].values()), r
+            assert "fallback" not in r["events"], r["events"]
+    else:
+        assert all(r["group_type"] == "mlx.core.distributed" for r in results)
+
+
+@pytest.mark.timeout(120)
+def test_two_ranks_decode_bit_identical_to_mlx_ring_and_close_to_the_unsharded_model(
+        labs: dict[int, Lab], tmp_path: Path) -> None:
+    lab = labs[2]
+    single = run_job(None, "single", tmp_path)[0]
+    ring = run_job(lab, "ring", tmp_path, 2)
+    bolt = run_job(lab, "boltring", tmp_path, 2)
+    check_job(ring, "ring", 2)
+    check_job(bolt, "boltring", 2)
+
+    assert len(bolt[0]["tokens"]) == STEPS
+    assert bolt[0]["tokens"] == ring[0]["tokens"]
+    assert np.array_equal(bits(bolt[0]["logits"]), bits(ring[0]["logits"])), "decode logits differ from MLX ring"
+    assert np.array_equal(bits(bolt[0]["forced"]), bits(ring[0]["forced"])), "forced logits differ from MLX ring"
+
+    assert_close(bolt[0]["logits"], single["logits"], "decode logits vs unsharded")
+    assert_close(bolt[0]["forced"], single["forced"], "teacher-forced logits vs unsharded")
+    print(f"\n2 ranks, tokens/s: boltring {bolt[0]['tokens_per_s']:.0f}, MLX ring {ring[0]['tokens_per_s']:.0f}, "
+          f"unsharded {single['tokens_per_s']:.0f}")
+
+
+@pytest.mark.timeout(120)
+def test_four_ranks_decode_the_same_tokens_as_mlx_ring(labs: dict[int, Lab], tmp_path: Path) -> None:
+    lab = labs[4]
+    single = run_job(None, "single", tmp_path)[0]
+    ring = run_job(lab, "ring", tmp_path, 4)
+    bolt = run_job(lab, "boltring", tmp_path, 4)
+    check_job(ring, "ring", 4)
+    check_job(bolt, "boltring", 4)
+
+    assert bolt[0]["tokens"] == ring[0]["tokens"]
+    for key in ("logits", "forced"):
+        assert_close(bolt[0][key], ring[0][key], f"{key} vs MLX ring")
+        assert_close(bolt[0][key], single[key], f"{key} vs unsharded")
+    exact = np.array_equal(bits(bolt[0]["forced"]), bits(ring[0]["forced"]))
+    print(f"\n4 ranks, tokens/s: boltring {bolt[0]['tokens_per_s']:.0f}, MLX ring {ring[0]['tokens_per_s']:.0f}; "
+          f"teacher-forced logits bit-identical to MLX ring: {exact}")
