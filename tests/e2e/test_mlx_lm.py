@@ -28,7 +28,7 @@ from boltring.lab import Lab
 
 pytestmark = pytest.mark.netns
 
-RANK = Path(__file__).with_name("llama_rank.py")
+RANK = Path(__file__).with_name("lm_rank.py")
 STEPS = 32
 # 16 bfloat16 ulps at the logits' largest magnitude: sharding changes the order of
 # bfloat16 partial sums inside every layer, so exact equality is not expected.
@@ -70,15 +70,15 @@ def labs() -> Iterator[dict[int, Lab]]:
 _ports = iter(range(42000, 43000, 10))
 
 
-def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1) -> list[dict[str, Any]]:
+def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: str) -> list[dict[str, Any]]:
     """Run every rank of one job (in its lab node, with exo's hostfile and env) and
     return, per rank, its JSON line plus its tokens and logits."""
     port = next(_ports)
     procs: list[subprocess.Popen[str]] = []
-    outs = [tmp / f"{backend}{nodes}_{r}.npz" for r in range(nodes)]
+    outs = [tmp / f"{backend}{nodes}{''.join(extra)}_{r}.npz" for r in range(nodes)]
     try:
         for r in range(nodes):
-            argv = [sys.executable, str(RANK), backend, str(outs[r])]
+            argv = [sys.executable, str(RANK), backend, str(outs[r]), *extra]
             env = dict(os.environ)
             if lab is not None:
                 hostfile = tmp / f"hosts_{backend}{nodes}_{r}.json"
@@ -95,7 +95,8 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1) -> list[di
             assert proc.returncode == 0, f"{backend} rank {r} exited {proc.returncode}:\n{err[-3000:]}"
             info = json.loads(out.strip().splitlines()[-1])
             with np.load(outs[r]) as data:
-                info.update(tokens=data["tokens"].tolist(), logits=data["logits"], forced=data["forced"])
+                info.update(tokens=data["tokens"].tolist(), generated=data["generated"].tolist(),
+                            logits=data["logits"], forced=data["forced"])
             results.append(info)
         return results
     finally:
@@ -119,6 +120,8 @@ def check_job(results: list[dict[str, Any]], backend: str, n: int) -> None:
     assert [r["rank"] for r in results] == list(range(n))
     assert all(r["size"] == n for r in results)
     first = results[0]
+    assert len(first["tokens"]) == STEPS
+    assert first["generated"] == first["tokens"], f"{backend}: mlx-lm's generate_step chose other tokens"
     for r in results[1:]:  # after each all_sum every rank holds the same activations
         assert r["tokens"] == first["tokens"], f"{backend}: ranks disagree on tokens"
         assert np.array_equal(bits(r["logits"]), bits(first["logits"])), f"{backend}: ranks disagree on logits"
@@ -141,7 +144,6 @@ def test_two_ranks_decode_bit_identical_to_mlx_ring_and_close_to_the_unsharded_m
     check_job(ring, "ring", 2)
     check_job(bolt, "boltring", 2)
 
-    assert len(bolt[0]["tokens"]) == STEPS
     assert bolt[0]["tokens"] == ring[0]["tokens"]
     assert np.array_equal(bits(bolt[0]["logits"]), bits(ring[0]["logits"])), "decode logits differ from MLX ring"
     assert np.array_equal(bits(bolt[0]["forced"]), bits(ring[0]["forced"])), "forced logits differ from MLX ring"
@@ -168,3 +170,21 @@ def test_four_ranks_decode_the_same_tokens_as_mlx_ring(labs: dict[int, Lab], tmp
     exact = np.array_equal(bits(bolt[0]["forced"]), bits(ring[0]["forced"]))
     print(f"\n4 ranks, tokens/s: boltring {bolt[0]['tokens_per_s']:.0f}, MLX ring {ring[0]['tokens_per_s']:.0f}; "
           f"teacher-forced logits bit-identical to MLX ring: {exact}")
+
+
+@pytest.mark.timeout(120)
+def test_two_stage_pipeline_with_send_and_recv_like_is_bit_identical_to_the_whole_model(
+        labs: dict[int, Lab], tmp_path: Path) -> None:
+    """mlx-lm's pipeline code (Qwen2) moves activations with recv_like, send (using
+    its return value) and all_gather: no arithmetic changes, so every logit is the
+    unsplit model's, bit for bit, on boltring as on MLX's ring."""
+    lab, opts = labs[2], ("--arch", "qwen2", "--parallel", "pipeline")
+    single = run_job(None, "single", tmp_path, 1, *opts)[0]
+    ring = run_job(lab, "ring", tmp_path, 2, *opts)
+    bolt = run_job(lab, "boltring", tmp_path, 2, *opts)
+    check_job(ring, "ring", 2)
+    check_job(bolt, "boltring", 2)
+    for job in (bolt[0], ring[0]):
+        assert job["tokens"] == single["tokens"]
+        for key in ("logits", "forced"):
+            assert np.array_equal(bits(job[key]), bits(single[key])), f"{job['backend']} pipeline {key}"

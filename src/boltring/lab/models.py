@@ -2,7 +2,10 @@
 
 ``build_llama`` makes an mlx-lm Llama (``mlx_lm.models.llama.Model``) whose
 weights come from a seeded generator, in bfloat16, so every rank of a job builds
-the same model and shards it with mlx-lm's own, unchanged ``model.shard(group)``.
+the same model and shards it with mlx-lm's own, unchanged ``model.shard(group)``
+(tensor parallel).  ``build_model(arch="qwen2")`` makes a Qwen2 the same way,
+whose mlx-lm code also splits layers across ranks (``pipeline``: ``send``,
+``recv_like`` and ``all_gather``).
 ``greedy_decode`` and ``forced_logits`` run it one token at a time through the KV
 cache, as decoding does: two ``all_sum`` of ``[1, 1, hidden]`` per layer per token.
 
@@ -34,38 +37,58 @@ class LlamaShape:
     vocab_size: int = 1024
     intermediate_size: int = 512
 
-    def args(self) -> Any:
-        """mlx-lm ``ModelArgs`` for this shape."""
-        from mlx_lm.models.llama import ModelArgs
-
-        return ModelArgs(model_type="llama", hidden_size=self.hidden_size,
+    def args(self, arch: str = "llama") -> Any:
+        """mlx-lm ``ModelArgs`` of ``arch`` for this shape."""
+        ModelArgs = _arch(arch).ModelArgs
+        return ModelArgs(model_type=arch, hidden_size=self.hidden_size,
                          num_hidden_layers=self.num_layers, intermediate_size=self.intermediate_size,
                          num_attention_heads=self.num_heads, num_key_value_heads=self.num_kv_heads,
                          rms_norm_eps=1e-5, vocab_size=self.vocab_size, tie_word_embeddings=True)
 
 
-def build_llama(shape: LlamaShape | None = None, *, seed: int = 0, dtype: mx.Dtype = mx.bfloat16,
-                **overrides: int) -> Any:
-    """An mlx-lm Llama with random weights from ``seed``, cast to ``dtype`` and evaluated.
+ARCHES = ("llama", "qwen2")
 
-    ``overrides`` replace fields of ``shape`` (``hidden_size=512, num_layers=2``, ...).
-    The same arguments give bit-identical weights in every process.
-    """
+
+def _arch(arch: str) -> Any:
+    if arch not in ARCHES:
+        raise ValueError(f"arch must be one of {ARCHES}, not {arch!r}")
+    import importlib
+
+    return importlib.import_module(f"mlx_lm.models.{arch}")
+
+
+def build_model(shape: LlamaShape | None = None, *, arch: str = "llama", seed: int = 0,
+                dtype: mx.Dtype = mx.bfloat16, **overrides: int) -> Any:
+    """An mlx-lm model of ``arch`` with random weights from ``seed``, cast to ``dtype``
+    and evaluated.  ``overrides`` replace fields of ``shape`` (``hidden_size=512``, ...).
+    The same arguments give bit-identical weights in every process."""
     from dataclasses import replace
-
-    from mlx_lm.models.llama import Model
 
     shape = replace(shape or LlamaShape(), **overrides)
     mx.random.seed(seed)
-    model = Model(shape.args())
+    model = _arch(arch).Model(shape.args(arch))
     model.set_dtype(dtype)
     mx.eval(model.parameters())
     return model
 
 
+def build_llama(shape: LlamaShape | None = None, *, seed: int = 0, dtype: mx.Dtype = mx.bfloat16,
+                **overrides: int) -> Any:
+    """An mlx-lm Llama with random weights from ``seed`` (see ``build_model``)."""
+    return build_model(shape, arch="llama", seed=seed, dtype=dtype, **overrides)
+
+
 def shard(model: Any, group: Any) -> Any:
     """Tensor-parallel over ``group`` with mlx-lm's own ``model.shard`` (unchanged)."""
     model.shard(group)
+    mx.eval(model.parameters())
+    return model
+
+
+def pipeline(model: Any, group: Any) -> Any:
+    """Pipeline-parallel over ``group`` with mlx-lm's own ``model.model.pipeline``
+    (Qwen2): each rank keeps its share of the layers."""
+    model.model.pipeline(group)
     mx.eval(model.parameters())
     return model
 
@@ -125,6 +148,16 @@ def greedy_decode(model: Any, prompt: Sequence[int], steps: int) -> Decode:
     return Decode(tokens, np.stack(rows), t1 - t0, t2 - t1)
 
 
+def mlx_lm_tokens(model: Any, prompt: Sequence[int], steps: int) -> list[int]:
+    """Greedy tokens from mlx-lm's own ``generate_step`` (its streams and async eval)."""
+    from mlx_lm.generate import generate_step
+
+    out: list[int] = []
+    for token, _ in generate_step(mx.array(list(prompt)), model, max_tokens=steps):
+        out.append(int(token))
+    return out
+
+
 def forced_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
     """Teacher forcing: feed ``tokens`` one at a time through the KV cache and return
     the logits after each, shape ``(len(tokens), vocab)`` float32."""
@@ -134,5 +167,5 @@ def forced_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
     return np.stack([_host(_last_logits(model, [t], cache)) for t in tokens])
 
 
-__all__ = ["Decode", "LlamaShape", "build_llama", "forced_logits", "greedy_decode", "prompt_tokens",
-           "shard"]
+__all__ = ["ARCHES", "Decode", "LlamaShape", "build_llama", "build_model", "forced_logits",
+           "greedy_decode", "mlx_lm_tokens", "pipeline", "prompt_tokens", "shard"]

@@ -1,20 +1,23 @@
-"""One rank of the mlx-lm end-to-end test (tests/e2e/test_mlx_lm.py).
+"""One rank of the mlx-lm end-to-end tests (tests/e2e/test_mlx_lm.py).
 
-    python llama_rank.py BACKEND OUT.npz [SHAPE_JSON]
+    python lm_rank.py BACKEND OUT.npz [--arch llama|qwen2] [--parallel tensor|pipeline]
 
 BACKEND is "boltring" (``boltring.mlx.use()`` then exo's call), "ring" (MLX's own
-ring backend, exo's call alone) or "single" (no group: the unsharded model).
+ring backend, exo's call alone) or "single" (no group: the whole model).
 MLX_HOSTFILE and MLX_RANK are read as exo sets them.  The rank builds the tiny
-Llama from a fixed seed, shards it with mlx-lm's unchanged ``model.shard``,
-greedy-decodes, runs teacher forcing, and writes tokens and logits to OUT.npz;
-it prints one JSON line of timings and (for boltring) the path it used.
+model from a fixed seed, splits it with mlx-lm's unchanged ``model.shard`` (tensor)
+or ``model.model.pipeline`` (pipeline), greedy-decodes with a plain loop and with
+mlx-lm's ``generate_step``, runs teacher forcing, and writes tokens and logits to
+OUT.npz; it prints one JSON line of timings and (for boltring) the paths it used.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from typing import Any
 
 import mlx.core as mx
 import numpy as np
@@ -27,23 +30,28 @@ FORCED = 48
 
 
 def main() -> int:
-    backend, out = sys.argv[1], sys.argv[2]
-    shape = models.LlamaShape(**json.loads(sys.argv[3])) if len(sys.argv) > 3 else models.LlamaShape()
-    info: dict = {"backend": backend}
+    ap = argparse.ArgumentParser()
+    ap.add_argument("backend", choices=["boltring", "ring", "single"])
+    ap.add_argument("out")
+    ap.add_argument("--arch", default="llama", choices=models.ARCHES)
+    ap.add_argument("--parallel", default="tensor", choices=["tensor", "pipeline"])
+    args = ap.parse_args()
+    info: dict[str, Any] = {"backend": args.backend}
     t0 = time.perf_counter()
     group = None
-    if backend == "boltring":
+    if args.backend == "boltring":
         import boltring.mlx
 
         boltring.mlx.use()
-    if backend in ("boltring", "ring"):
+    if args.backend != "single":
         group = mx.distributed.init(backend="ring", strict=True)  # exo's call, unchanged
         info.update(rank=group.rank(), size=group.size(), group_type=type(group).__module__)
     info["init_s"] = time.perf_counter() - t0
 
-    model = models.build_llama(shape, seed=1234)
+    shape = models.LlamaShape()
+    model = models.build_model(shape, arch=args.arch, seed=1234)
     if group is not None:
-        models.shard(model, group)
+        (models.shard if args.parallel == "tensor" else models.pipeline)(model, group)
         mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))  # exo's barrier
     prompt = models.prompt_tokens(PROMPT_LEN, shape.vocab_size, seed=7)
     forced_tokens = models.prompt_tokens(FORCED, shape.vocab_size, seed=8)
@@ -53,8 +61,9 @@ def main() -> int:
     t1 = time.perf_counter()
     forced = models.forced_logits(model, forced_tokens)
     info.update(tokens_per_s=decode.tokens_per_s, forced_tokens_per_s=FORCED / (time.perf_counter() - t1))
+    generated = models.mlx_lm_tokens(model, prompt, STEPS)
 
-    if backend == "boltring":
+    if args.backend == "boltring":
         import boltring
 
         assert isinstance(group, boltring.Group)
@@ -67,7 +76,8 @@ def main() -> int:
         mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))  # nobody leaves while a peer works
         if hasattr(group, "close"):
             group.close()
-    np.savez(out, tokens=np.array(decode.tokens), logits=decode.logits, forced=forced)
+    np.savez(args.out, tokens=np.array(decode.tokens), generated=np.array(generated),
+             logits=decode.logits, forced=forced)
     print(json.dumps(info), flush=True)
     return 0
 
