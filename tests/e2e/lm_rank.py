@@ -1,14 +1,16 @@
 """One rank of the mlx-lm end-to-end tests (tests/e2e/test_mlx_lm.py).
 
     python lm_rank.py BACKEND OUT.npz [--arch llama|qwen2] [--parallel tensor|pipeline]
+                      [--forced N] [--announce]
 
 BACKEND is "boltring" (``boltring.mlx.use()`` then exo's call), "ring" (MLX's own
 ring backend, exo's call alone) or "single" (no group: the whole model).
 MLX_HOSTFILE and MLX_RANK are read as exo sets them.  The rank builds the tiny
 model from a fixed seed, splits it with mlx-lm's unchanged ``model.shard`` (tensor)
-or ``model.model.pipeline`` (pipeline), greedy-decodes with a plain loop and with
-mlx-lm's ``generate_step``, runs teacher forcing, and writes tokens and logits to
-OUT.npz; it prints one JSON line of timings and (for boltring) the paths it used.
+or ``model.model.pipeline`` (pipeline), greedy-decodes with a plain loop (and, but
+for "ring", with mlx-lm's ``generate_step``), runs teacher forcing, and writes
+tokens and logits to OUT.npz; it prints one JSON line of timings and (for
+boltring) the paths and events it saw.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> int:
     ap.add_argument("out")
     ap.add_argument("--arch", default="llama", choices=models.ARCHES)
     ap.add_argument("--parallel", default="tensor", choices=["tensor", "pipeline"])
+    ap.add_argument("--forced", type=int, default=FORCED, help="teacher-forced tokens")
+    ap.add_argument("--announce", action="store_true", help='print {"phase": "forcing"} before forcing')
     args = ap.parse_args()
     info: dict[str, Any] = {"backend": args.backend}
     t0 = time.perf_counter()
@@ -54,14 +58,17 @@ def main() -> int:
         (models.shard if args.parallel == "tensor" else models.pipeline)(model, group)
         mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))  # exo's barrier
     prompt = models.prompt_tokens(PROMPT_LEN, shape.vocab_size, seed=7)
-    forced_tokens = models.prompt_tokens(FORCED, shape.vocab_size, seed=8)
+    forced_tokens = models.prompt_tokens(args.forced, shape.vocab_size, seed=8)
     cpu0 = time.process_time()
     decode = models.greedy_decode(model, prompt, STEPS)
     info["decode_cpu_s_per_token"] = (time.process_time() - cpu0) / STEPS
+    if args.announce:
+        print(json.dumps({"phase": "forcing"}), flush=True)
     t1 = time.perf_counter()
     forced = models.forced_logits(model, forced_tokens)
-    info.update(tokens_per_s=decode.tokens_per_s, forced_tokens_per_s=FORCED / (time.perf_counter() - t1))
-    generated = models.mlx_lm_tokens(model, prompt, STEPS)
+    info.update(tokens_per_s=decode.tokens_per_s, forced_tokens_per_s=args.forced / (time.perf_counter() - t1))
+    # mlx-lm's own loop (streams, async eval) on boltring; MLX's ring needs no such check
+    generated = models.mlx_lm_tokens(model, prompt, STEPS) if args.backend != "ring" else []
 
     if args.backend == "boltring":
         import boltring
@@ -71,6 +78,7 @@ def main() -> int:
         info["paths"] = {p: {"iface": group.path(p).iface, "kind": group.path(p).kind,
                              "state": group.path(p).state} for p in peers}
         info["events"] = [e.kind for e in group.events()]
+        info["event_log"] = [f"{e.kind}: {e.from_path} -> {e.to_path}: {e.reason}" for e in group.events()]
         info["ops"] = group.stats()["ops"]
     if group is not None:
         mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))  # nobody leaves while a peer works
