@@ -15,6 +15,8 @@ replaces them:
 - The collectives run on boltring when called with a boltring group or with
   `group=None`; a call with any other group (an MLX group) goes to the original
   MLX function, unchanged.
+- `mx.distributed.Group` answers `isinstance` for boltring groups too (and still
+  for MLX's), so code that checks the type of its group keeps working.
 - `unuse()` puts the originals back; `with boltring.mlx.use(...):` does so on exit.
 
 Unlike MLX's lazy collectives, boltring's run when called: the input is evaluated
@@ -40,7 +42,9 @@ log = logging.getLogger("boltring")
 
 #: The attributes of `mlx.core.distributed` that `use()` replaces.
 PATCHED: tuple[str, ...] = ("init", "is_available", "all_sum", "all_gather", "all_max", "all_min",
-                            "sum_scatter", "send", "recv", "recv_like")
+                            "sum_scatter", "send", "recv", "recv_like", "Group")
+
+_MLXGroup: type = mx.distributed.Group
 
 _lock = threading.RLock()
 _originals: dict[str, Any] = {}
@@ -248,10 +252,22 @@ def recv_like(x: Any, src: int, *, group: Any = None, stream: Any = None) -> mx.
     return g.recv_like(_array(x), src)
 
 
+class _EitherGroup(type):
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, (_MLXGroup, Group))
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return isinstance(sub, type) and issubclass(sub, (_MLXGroup, Group))
+
+
+class AnyGroup(metaclass=_EitherGroup):
+    """`mx.distributed.Group` while boltring is in use: an MLX group or a boltring group."""
+
+
 _PATCHES: dict[str, Any] = {
     "init": init, "is_available": is_available, "all_sum": all_sum, "all_gather": all_gather,
     "all_max": all_max, "all_min": all_min, "sum_scatter": sum_scatter, "send": send,
-    "recv": recv, "recv_like": recv_like,
+    "recv": recv, "recv_like": recv_like, "Group": AnyGroup,
 }
 
-__all__ = ["PATCHED", "Using", "active", "current_group", "original", "unuse", "use"]
+__all__ = ["PATCHED", "AnyGroup", "Using", "active", "current_group", "original", "unuse", "use"]

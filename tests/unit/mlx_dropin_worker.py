@@ -42,6 +42,8 @@ class Checker:
     def run(self, what: str, fn: Callable[[], None]) -> None:
         try:
             fn()
+        except boltring.BoltError:
+            raise  # the group is broken: every later check would wait out its deadline
         except Exception as exc:  # a failure to report, not to die of
             self.failures.append(f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
 
@@ -231,6 +233,8 @@ def scenario_exo(c: Checker) -> dict[str, Any]:
     c.check(D.is_available() and D.is_available("ring"), "is_available() is not True")
     g = D.init(backend="ring", strict=True)
     c.check(isinstance(g, boltring.Group), f"init returned {type(g).__name__}")
+    c.check(isinstance(g, D.Group) and isinstance(mlx_group, D.Group) and not isinstance(1, D.Group),
+            "isinstance(group, mx.distributed.Group) does not hold for both kinds of group")
     c.check(g.rank() == int(os.environ["MLX_RANK"]), "rank differs from MLX_RANK")
     c.check(D.init() is g and D.init(strict=False, backend="any") is g, "init() is not cached")
     try:
@@ -248,6 +252,7 @@ def scenario_exo(c: Checker) -> dict[str, Any]:
     boltring.mlx.unuse()
     c.check(all(getattr(D, n) is originals[n] for n in boltring.mlx.PATCHED), "unuse() left a patch behind")
     c.check(not boltring.mlx.active() and g.closed, "unuse() did not close the group it formed")
+    c.check(not isinstance(g, D.Group) and isinstance(mlx_group, D.Group), "mx.distributed.Group not restored")
     return info
 
 

@@ -43,7 +43,9 @@ def plain_hostfile(n: int) -> list[list[list[str]]]:
 
 def exo_hostfiles(n: int) -> list[list[list[str]]]:
     """As exo writes them: one file per rank, its own entry 0.0.0.0:port, its ring
-    neighbours' addresses, and placeholders for every rank that is not a neighbour."""
+    neighbours' addresses, and placeholders for every rank that is not a neighbour.
+    Neighbours are at 127.0.0.1, the address `lo` holds: a rank whose own entry is
+    0.0.0.0 listens on its interfaces' addresses, not on every alias of 127/8."""
     ports = free_ports(n)
     files = []
     for r in range(n):
