@@ -49,7 +49,8 @@ def _alive(pid: int) -> bool:
 
 def _remove_stale_labs() -> None:
     """Take down labs of this module left by test runs that died (prefix ml<n><pid>)."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10).stdout
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10,
+                         check=False).stdout
     stale = {(int(m.group(1)), m.group(0)) for line in out.splitlines()
              if (m := re.match(r"^ml([24])(\d+)(?=-)", line)) and not _alive(int(m.group(2)))}
     for nodes, prefix in sorted(stale):

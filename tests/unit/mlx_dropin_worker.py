@@ -44,7 +44,7 @@ class Checker:
             fn()
         except boltring.BoltError:
             raise  # the group is broken: every later check would wait out its deadline
-        except Exception as exc:  # a failure to report, not to die of
+        except Exception as exc:  # noqa: BLE001 - a failure to report, not to die of
             self.failures.append(f"{what}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}")
 
 
@@ -107,7 +107,8 @@ def check_reductions(c: Checker, g: boltring.Group) -> None:
     for salt, (dtype, shape) in enumerate(cases):
         inputs = [values(dtype, shape, q, salt) for q in range(n)]
         for op, fn in fns.items():
-            def one(op: str = op, fn: Any = fn) -> None:
+            def one(op: str = op, fn: Any = fn, inputs: list[np.ndarray] = inputs, dtype: mx.Dtype = dtype,
+                    shape: tuple[int, ...] = shape, salt: int = salt) -> None:
                 x = to_mx(inputs[r], dtype)
                 if x.ndim and dtype != mx.bool_:
                     x = x + mx.zeros_like(x)  # lazy: the collective must evaluate it
@@ -281,7 +282,7 @@ def main() -> int:
     info: dict[str, Any] = {}
     try:
         info = {"exo": scenario_exo, "given": scenario_given}[sys.argv[1]](c)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - reported as a failure
         c.failures.append(f"scenario died: {type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     print(json.dumps({"rank": int(os.environ["MLX_RANK"]), "failures": c.failures, "checks": c.checks,
                       "info": info}), flush=True)

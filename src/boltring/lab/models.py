@@ -140,7 +140,7 @@ def greedy_decode(model: Any, prompt: Sequence[int], steps: int) -> Decode:
     rows: list[np.ndarray] = []
     for _ in range(steps):
         rows.append(_host(logits))
-        token = int(mx.argmax(logits).item())
+        token = int(np.array(mx.argmax(logits)))
         tokens.append(token)
         if len(tokens) < steps:
             logits = _last_logits(model, [token], cache)
