@@ -1,7 +1,7 @@
 """One rank of the mlx-lm end-to-end tests (tests/e2e/test_mlx_lm.py).
 
     python lm_rank.py BACKEND OUT.npz [--arch llama|qwen2] [--parallel tensor|pipeline]
-                      [--forced N] [--announce]
+                      [--forced N] [--shape JSON] [--announce]
 
 BACKEND is "boltring" (``boltring.mlx.use()`` then exo's call), "ring" (MLX's own
 ring backend, exo's call alone) or "single" (no group: the whole model).
@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--arch", default="llama", choices=models.ARCHES)
     ap.add_argument("--parallel", default="tensor", choices=["tensor", "pipeline"])
     ap.add_argument("--forced", type=int, default=FORCED, help="teacher-forced tokens")
+    ap.add_argument("--shape", default="{}", help="LlamaShape fields as JSON, e.g. {\"hidden_size\": 1024}")
     ap.add_argument("--announce", action="store_true", help='print {"phase": "forcing"} before forcing')
     args = ap.parse_args()
     info: dict[str, Any] = {"backend": args.backend}
@@ -52,7 +53,7 @@ def main() -> int:
         info.update(rank=group.rank(), size=group.size(), group_type=type(group).__module__)
     info["init_s"] = time.perf_counter() - t0
 
-    shape = models.LlamaShape()
+    shape = models.LlamaShape(**json.loads(args.shape))
     model = models.build_model(shape, arch=args.arch, seed=1234)
     if group is not None:
         (models.shard if args.parallel == "tensor" else models.pipeline)(model, group)
