@@ -1,7 +1,7 @@
 """One rank of the mlx-lm end-to-end tests (tests/e2e/test_mlx_lm.py).
 
     python lm_rank.py BACKEND OUT.npz [--arch llama|qwen2] [--parallel tensor|pipeline]
-                      [--forced N] [--shape JSON] [--announce]
+                      [--forced N] [--shape JSON] [--timeout S] [--announce]
 
 BACKEND is "boltring" (``boltring.mlx.use()`` then exo's call), "ring" (MLX's own
 ring backend, exo's call alone) or "single" (no group: the whole model).
@@ -39,6 +39,7 @@ def main() -> int:
     ap.add_argument("--parallel", default="tensor", choices=["tensor", "pipeline"])
     ap.add_argument("--forced", type=int, default=FORCED, help="teacher-forced tokens")
     ap.add_argument("--shape", default="{}", help="LlamaShape fields as JSON, e.g. {\"hidden_size\": 1024}")
+    ap.add_argument("--timeout", type=float, default=None, help="boltring's bound on every wait, s")
     ap.add_argument("--announce", action="store_true", help='print {"phase": "forcing"} before forcing')
     args = ap.parse_args()
     info: dict[str, Any] = {"backend": args.backend}
@@ -47,7 +48,7 @@ def main() -> int:
     if args.backend == "boltring":
         import boltring.mlx
 
-        boltring.mlx.use()
+        boltring.mlx.use(**({} if args.timeout is None else {"timeout_s": args.timeout}))
     if args.backend != "single":
         group = mx.distributed.init(backend="ring", strict=True)  # exo's call, unchanged
         info.update(rank=group.rank(), size=group.size(), group_type=type(group).__module__)

@@ -176,10 +176,10 @@ def test_two_ranks_decode_bit_identical_to_mlx_ring_and_close_to_the_unsharded_m
 
 @pytest.mark.timeout(120)
 def test_four_ranks_decode_the_same_tokens_as_mlx_ring(labs: dict[int, Lab], tmp_path: Path) -> None:
-    lab = labs[4]
-    single = run_job(None, "single", tmp_path)[0]
-    ring = run_job(lab, "ring", tmp_path, 4)
-    bolt = run_job(lab, "boltring", tmp_path, 4)
+    lab, opts = labs[4], ("--forced", "16")  # MLX's ring spins a thread per socket: slow on few cores
+    single = run_job(None, "single", tmp_path, 1, *opts)[0]
+    ring = run_job(lab, "ring", tmp_path, 4, *opts)
+    bolt = run_job(lab, "boltring", tmp_path, 4, *opts)
     check_job(ring, "ring", 4)
     check_job(bolt, "boltring", 4)
 
@@ -237,3 +237,31 @@ def test_decode_survives_a_thunderbolt_break_falls_back_says_so_and_returns(
     print(f"\nthrough a 2 s Thunderbolt outage: {broken[0]['forced_tokens_per_s']:.0f} tokens/s forced "
           f"(undisturbed {calm[0]['forced_tokens_per_s']:.0f}); rank 0 events:\n  "
           + "\n  ".join(broken[0]["event_log"]))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.xfail(strict=False, reason=(
+    "exo's hostfile gives one address per neighbour and a 0.0.0.0 own entry: the rendezvous "
+    "listens (and advertises) only on thunderbolt0, so there is no fallback; and when thunderbolt0 "
+    "returns, the dialer's probe can be refused before the listener is re-opened (taken as "
+    "'the process is gone'), or it keeps the dead epoch's sockets because the path it wants is "
+    "the one it had (paths.PeerLink._dialer_ready)"))
+def test_with_exos_hostfile_decode_waits_out_a_thunderbolt_outage_and_resumes(
+        labs: dict[int, Lab], tmp_path: Path) -> None:
+    """What exo needs: with only Thunderbolt addresses, a short outage is a `down`
+    event (loud), then the same link again, and the decode finishes unchanged."""
+    lab, opts = labs[2], ("--forced", "300", "--timeout", "8")
+    calm = run_job(lab, "boltring", tmp_path, 2, *opts)
+
+    def break_and_heal() -> None:
+        time.sleep(0.3)
+        lab.break_link(1)
+        time.sleep(2.0)
+        lab.heal(1)
+
+    try:
+        broken = run_job(lab, "boltring", tmp_path, 2, *opts, while_forcing=break_and_heal)
+    finally:
+        lab.heal(1)
+    assert any("down" in r["events"] for r in broken)
+    assert np.array_equal(bits(broken[0]["forced"]), bits(calm[0]["forced"]))
