@@ -74,16 +74,19 @@ def use(group: Group | None = None, **options: Any) -> Using:
     With `group`, that group is the one `init()` returns.  Without, the first
     `init()` (or collective with `group=None`) forms one with
     `boltring.init(**options)`, reading MLX_HOSTFILE and MLX_RANK as MLX's ring does.
-    Calling `use()` again switches to the new group or options.
+    Calling `use()` again is harmless: a group already in use stays, unless another
+    is given (a group formed here is then closed).
     """
     global _group, _owned, _options
     if group is not None and not isinstance(group, Group):
         raise ConfigError(f"boltring.mlx.use() takes a boltring.Group, not {type(group).__name__}; "
                           "calls with MLX groups already go to MLX")
     with _lock:
-        if _owned and _group is not None and _group is not group:
-            _group.close()
-        _group, _owned, _options = group, False, dict(options)
+        if group is not None and group is not _group:
+            if _owned and _group is not None:
+                _group.close()
+            _group, _owned = group, False
+        _options = dict(options)
         if not _originals:
             for name in PATCHED:
                 _originals[name] = getattr(mx.distributed, name)
@@ -129,15 +132,13 @@ def _environment_names_a_group() -> bool:
     return bool(os.environ.get("MLX_HOSTFILE")) and os.environ.get("MLX_RANK") is not None
 
 
-def _default(form: bool, strict: bool = True) -> Group | None:
-    """The group in use, formed now if needed (None: there is none and `strict` is
+def _default(strict: bool) -> Group | None:
+    """The group in use, formed now if needed (None: there is none, `strict` is
     False and the environment names no hostfile, so MLX's own singleton applies)."""
     global _group, _owned
     with _lock:
-        if _group is not None and not (_owned and _group.closed and form):
+        if _group is not None and not (_owned and _group.closed):
             return _group
-        if not form:
-            return None
         if not strict and not _environment_names_a_group() and "hostfile" not in _options:
             return None
         _group, _owned = _form(**_options), True
@@ -150,7 +151,7 @@ def _route(group: Any) -> Group | None:
     if isinstance(group, Group):
         return group
     if group is None:
-        return _default(form=True, strict=False)
+        return _default(strict=False)
     return None
 
 
@@ -170,7 +171,7 @@ def init(strict: bool = False, backend: str = "any", **kwargs: Any) -> Any:
     against.  Only when the environment names no group at all and `strict` is
     False does this return MLX's singleton group, as MLX does.
     """
-    group = _default(form=True, strict=strict)
+    group = _default(strict)
     if group is None:
         return _originals["init"](strict=False, backend=backend, **kwargs)
     return group

@@ -269,6 +269,8 @@ def scenario_given(c: Checker) -> dict[str, Any]:
         c.check(same(s, np.full(3, float(n)), mx.bfloat16, (3,)), f"all_sum in use(g): {s}")
         s = D.all_sum(mx.ones((3,), mx.bfloat16), group=g)
         c.check(same(s, np.full(3, float(n)), mx.bfloat16, (3,)), f"all_sum(group=g): {s}")
+        boltring.mlx.use()  # a second use() (say, from a library) keeps the group in use
+        c.check(D.init() is g and not g.closed, "a second use() dropped the group in use")
     c.check(all(getattr(D, n) is originals[n] for n in boltring.mlx.PATCHED), "the context manager left a patch")
     c.check(not g.closed, "unuse() closed a group it was given")
     s = g.all_sum(mx.ones((2,), mx.int32))  # still usable directly
