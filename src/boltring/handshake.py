@@ -27,9 +27,15 @@ from typing import Any
 
 from boltring import _core
 from boltring.channel import Channel
-from boltring.errors import AuthError, BoltError, ConfigError, ProtocolError
+from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, ProtocolError
 
 VERSION = 1
+
+
+class NotReady(ConfigError):
+    """The acceptor is busy with something else (a preflight still finishing): the
+    dialer should try again, not give up."""
+
 MAX_MESSAGE = 16384
 
 
@@ -81,6 +87,8 @@ def dial(chan: Channel, hello: dict[str, Any], secret: bytes | None, timeout: fl
     reply = recv_message(chan, _core.KIND_HELLO, timeout)
     if not reply.get("ok"):
         error = str(reply.get("error", "refused"))
+        if reply.get("not_ready"):
+            raise LinkDown(f"{chan.where}: the peer is not ready for this yet: {error}")
         cls = AuthError if reply.get("auth_failed") else ConfigError
         raise cls(f"{chan.where}: the peer refused the connection: {error}")
     if secret is None:
@@ -116,7 +124,8 @@ def accept(
     try:
         fields = check(hello)
     except ConfigError as exc:
-        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc)}, timeout)
+        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc),
+                                              "not_ready": isinstance(exc, NotReady)}, timeout)
         raise
     if bool(hello.get("auth")) != (secret is not None):
         mine = "has" if secret is not None else "has no"

@@ -2,8 +2,11 @@
 
 A rank listens on the addresses of its own hostfile entry, each listener bound to
 the interface that holds the address.  An entry of ``0.0.0.0:port`` (or ``[::]``)
-means: that port on every interface that reaches a neighbour directly, bound to
-it, never on every address.  A loopback address matches all of 127/8.
+means: that port on every interface the group may use, each listener bound to it,
+never on every address: the interfaces that reach a neighbour's hostfile address
+directly, and every other Thunderbolt, Ethernet, Wi-Fi or VPN interface, which the
+handshake advertises so that a dialer has fallbacks even when the hostfile (exo's)
+lists one address per rank.  A loopback address matches all of 127/8.
 
 This is the same computation as ``rendezvous.Rendezvous.wanted`` over a given
 interface table, so ``doctor`` and ``preflight`` can say (and open) exactly what
@@ -23,11 +26,15 @@ __all__ = ["Want", "wanted"]
 
 Want = tuple[str, int, str]  # (ip, port, iface)
 
+FALLBACK_KINDS = frozenset({links.LinkKind.THUNDERBOLT, links.LinkKind.ETHERNET, links.LinkKind.WIFI,
+                            links.LinkKind.VPN})
+
 
 def wanted(own: Iterable[Address], peer_ips: Sequence[str], table: Sequence[Interface]) -> set[Want]:
     """(ip, port, iface) of every listener a rank with entry ``own`` should have,
     given its neighbours' addresses ``peer_ips`` and the interface ``table``."""
     useful = {i.name for ip in peer_ips for i in links.candidates_for(ip, table)}
+    useful |= {i.name for i in table if i.kind in FALLBACK_KINDS}
     want: set[Want] = set()
     for a in own:
         for iface in table:

@@ -19,6 +19,7 @@ bytes: the caller sees a slower call, not an error.
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import logging
 import os
@@ -38,6 +39,9 @@ from boltring.policy import Candidate, Decision, PathPolicy
 log = logging.getLogger("boltring")
 
 KINDS = ("initial", "fallback", "promote", "switch", "down")
+
+# A peer's host that refuses every path this long has no process listening: it is gone.
+REFUSED_FOR_S = 1.0
 
 
 class Refusal(ConfigError):
@@ -130,17 +134,20 @@ class PeerLink:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.closed = False
-        self.dirty = False  # an operation was abandoned mid-frame: the stripes are unusable
+        # the stripes are unusable: an operation was abandoned mid-frame, the path went
+        # down, or its interface came back with a new index; ready() opens a new epoch
+        self.dirty = False
         self.fatal: BaseException | None = None
         # dialer side
         self.policy = PathPolicy(resolve(addresses), max_rtt_ms=settings.max_rtt_ms, k=settings.k,
                                  prefer_wait_s=settings.prefer_wait_s, fallback=settings.fallback,
                                  started=time.monotonic())
         self.want: Candidate | None = None
+        self._path_index: int | None = None  # the active interface's index when its epoch began
         self.want_kind = "initial"
         self.want_reason = ""
         self._probes: dict[Candidate, Channel] = {}
-        self._refused: dict[Candidate, bool] = {}
+        self._refused: dict[Candidate, float] = {}  # since when the peer's host refuses it
         self._peer_missing: dict[str, str] = {}  # remote endpoint -> the peer's vanished interface  # the peer's host answered: nothing listens
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -268,7 +275,7 @@ class PeerLink:
                 chan, _ = self._dial(c, "probe")
                 self._probes[c] = chan
             rtt = chan.ping(self.settings.probe_timeout_s) * 1000.0
-            self._refused[c] = False
+            self._refused.pop(c, None)
             with self.lock:
                 self.policy.probe(c, rtt)
         except (AuthError, ConfigError) as exc:
@@ -281,7 +288,10 @@ class PeerLink:
             self._probes.pop(c, None)
             with self.lock:
                 self.policy.failed(c, self._why(exc, c))
-                self._refused[c] = isinstance(exc, PeerClosed) or "refused" in str(exc)
+                if isinstance(exc, PeerClosed) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
+                    self._refused.setdefault(c, time.monotonic())
+                else:
+                    self._refused.pop(c, None)
 
     def _monitor_loop(self) -> None:
         interval = self.settings.probe_interval_s
@@ -295,10 +305,18 @@ class PeerLink:
                     break
                 self._probe_once(c)
             self.decide()
+            self._check_index()
             self._stop.wait(max(0.0, interval - (time.monotonic() - t0)))
         for chan in self._probes.values():
             chan.close()
         self._probes.clear()
+
+    def _check_index(self) -> None:
+        """Data connections bound to an interface that has since gone and come back
+        (a new index) lead nowhere: mark them for a new epoch."""
+        path, index = self.path, self._path_index
+        if path is not None and index is not None and _index_of(path.iface) != index:
+            self.dirty = True
 
     def decide(self) -> Decision | None:
         """Ask the policy; a switch it makes becomes the path the op thread moves to."""
@@ -306,6 +324,8 @@ class PeerLink:
             d = self.policy.decide(time.monotonic())
             if d is not None:
                 self.want, self.want_kind, self.want_reason = d.new, d.kind, d.reason
+                if d.new is None:
+                    self.dirty = True  # the path went down: its connections are not to be reused
                 self._event(d.kind, d.old, d.new, d.reason)
             return d
 
@@ -448,7 +468,9 @@ class PeerLink:
         listens any more) or said GOODBYE, the peer is gone: say so now."""
         with self.lock:
             usable = [c for c in self.policy.candidates if c.iface]
-            if self.epoch and usable and all(self._refused.get(c) for c in usable):
+            # refusals must outlast a listener's reopening after its interface returns
+            now = time.monotonic()
+            if self.epoch and usable and all(now - self._refused.get(c, now) >= REFUSED_FOR_S for c in usable):
                 raise PeerLost(f"peer {self.peer}: its host refuses every path (nothing listens): "
                                "the process is gone")
 
@@ -530,6 +552,7 @@ class PeerLink:
             if path != self.path:
                 self.since = time.monotonic()
             self.path = path
+            self._path_index = _index_of(path.iface) if path is not None else None
 
     def _reconcile(self, peer: dict[str, Any]) -> None:
         """Queue re-sends of the frames the peer never received."""
@@ -650,6 +673,13 @@ def _path_of(chan: Channel) -> Candidate | None:
         return None
     kinds = {i.name: i.kind for i in links.interfaces()}
     return Candidate(chan.iface, kinds.get(chan.iface, links.LinkKind.OTHER), chan.peer)
+
+
+def _index_of(iface: str) -> int | None:
+    try:
+        return int(_core.ifindex(iface))
+    except BoltError:
+        return None
 
 
 def _why(exc: BaseException, c: Candidate) -> str:

@@ -474,7 +474,7 @@ class _Acceptor:
     def _check(self, hello: dict[str, Any]) -> dict[str, Any]:
         src, dst = hello.get("src"), hello.get("dst")
         if hello.get("role") != ROLE:
-            raise ConfigError(f"rank {self.st.me} is running boltring preflight, not a group "
+            raise handshake.NotReady(f"rank {self.st.me} is running boltring preflight, not a group "
                               f"(got role {hello.get('role')!r})")
         if dst != self.st.me:
             raise ConfigError(f"this is rank {self.st.me}, not rank {dst}")

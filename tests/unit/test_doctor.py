@@ -251,12 +251,14 @@ def test_dialled_rank_with_a_wildcard_entry(machine: Any) -> None:
     report = run(h, 0)
     assert report.ok
     # 0.0.0.0 listens on the interfaces that reach a neighbour, each bound to it.
+    # ... and on every other Thunderbolt/Ethernet/Wi-Fi/VPN interface, advertised as fallbacks
     assert {(x["addr"], x["iface"]) for x in report.listen} == {
-        ("192.168.4.22:5000", "bridge0"), ("169.254.33.5:5000", "bridge0"), ("192.168.1.50:5000", "en0")}
+        ("192.168.4.22:5000", "bridge0"), ("169.254.33.5:5000", "bridge0"), ("192.168.1.50:5000", "en0"),
+        ("169.254.201.7:5000", "en1"), ("100.101.102.22:5000", "utun4")}
     assert report.listen[0]["kind"] == "thunderbolt"  # best kind first
     machine("macstudio_after_crash")
     report = run(h, 0)
-    assert {x["iface"] for x in report.listen} == {"en0"}
+    assert {x["iface"] for x in report.listen} == {"en0", "en1", "utun4"}
     assert report.problems == ["peer 1 dials this rank: it would use en0 (ethernet): bridge0 is missing"]
     assert report.peers[0].inbound[0].remote == "0.0.0.0:5000 on bridge0"
 

@@ -60,13 +60,15 @@ def start(path, rank, plan, **kw):
 
 def read_until(proc, word, timeout=30):
     end = time.monotonic() + timeout
+    seen = []
     while time.monotonic() < end:
         line = proc.stdout.readline()
         if not line:
             break
+        seen.append(line.strip())
         if line.startswith(word):
             return line.split()
-    raise AssertionError(f"no {word!r} line")
+    raise AssertionError(f"no {word!r} line; saw {seen}")
 
 
 @pytest.fixture
