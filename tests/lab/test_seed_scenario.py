@@ -19,7 +19,6 @@ import json
 import os
 import queue
 import signal
-import statistics
 import sys
 import threading
 import time
@@ -103,7 +102,9 @@ def test_restart_without_thunderbolt_falls_back_loudly_and_comes_back(lab, broke
         for r in ranks:
             r.wait_for(on("thunderbolt0"), 15)
         healthy = ranks[1].window(2.0)  # rank 1 dials: it measures the RTT
-        assert statistics.median(x["rtt"] for x in healthy if x["rtt"] is not None) < 1.0
+        # the link's RTT as a ping would show it: the best probe, robust to other load
+        # on this 2-core machine (the slow path is 40 ms whatever the load)
+        assert min(x["rtt"] for x in healthy if x["rtt"] is not None) < 1.0
         # the path's capacity: the best 0.2 s window, less sensitive to other load on the machine
         healthy_rate = max(x["rate"] for x in healthy)
     finally:
@@ -134,7 +135,7 @@ def test_restart_without_thunderbolt_falls_back_loudly_and_comes_back(lab, broke
         promoted = time.monotonic() - t1
         assert all(any(e["kind"] == "promote" for e in r.events) for r in ranks)
         after = ranks[1].window(2.0)
-        assert statistics.median(x["rtt"] for x in after if x["rtt"] is not None) < 1.0
+        assert min(x["rtt"] for x in after if x["rtt"] is not None) < 1.0
         # back at fast-link speed (the fallback runs at a few percent of it); the 90%
         # ratio itself is measured by `boltring bench`, where nothing else competes
         assert max(x["rate"] for x in after) >= 0.5 * healthy_rate
