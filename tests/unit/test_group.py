@@ -204,3 +204,33 @@ def test_a_failed_preflight_is_link_down_with_the_reason(tmp_path, procs):
     for p in procs:
         line = read_until(p, "error")
         assert line[1] == "LinkDown" and "preflight failed" in " ".join(line), line
+
+
+STRIPES = textwrap.dedent(
+    """
+    import json, sys
+    import mlx.core as mx
+    import boltring
+    g = boltring.init(sys.argv[1], int(sys.argv[2]), timeout_s=20)
+    x = mx.arange(3 << 20, dtype=mx.float32) * (g.rank() + 1)   # 12 MiB: several frames
+    y = g.all_sum(x)
+    ok = mx.array_equal(y, mx.arange(3 << 20, dtype=mx.float32) * 3).item()
+    peer = g.stats()["peers"][1 - g.rank()]
+    print(json.dumps({"ok": ok, "stripes": peer["stripes"], "sent": peer["bytes_sent"]}), flush=True)
+    g.close()
+    """
+)
+
+
+def test_large_messages_take_turns_over_every_primary_kind_address(tmp_path, procs):
+    _port[0] += 10
+    p = _port[0]
+    path = tmp_path / "striped.json"
+    # two addresses per rank of the same (best) kind: two stripes
+    path.write_text(json.dumps([[f"127.0.0.1:{p}", f"127.0.0.3:{p + 2}"],
+                                [f"127.0.0.2:{p + 1}", f"127.0.0.4:{p + 3}"]]))
+    procs += [subprocess.Popen([sys.executable, "-c", STRIPES, str(path), str(r)], stdout=subprocess.PIPE,
+                               text=True) for r in (0, 1)]
+    for proc in procs:
+        out = json.loads(proc.stdout.readline())
+        assert out["ok"] and out["stripes"] == 2, out
