@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     from boltring.lab import cli as lab_cli
 
     lab_cli.register(sub)
+    from boltring import bench
+
+    bench.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,443 @@
+"""`boltring bench`: boltring, MLX's ring and the raw link, measured in one run.
+
+Everything runs in one lab (a unique prefix, removed at the end even on Ctrl-C):
+
+1. reduce kernels against numpy (this process);
+2. the link's ceiling: iperf3 --bidir and sockperf ping-pong between nodes 0 and 1;
+3. collectives (all_sum, all_gather, send/recv ping-pong) by size and dtype, for
+   boltring and for MLX's ring backend, ranks as processes in the lab nodes;
+4. decode of a tiny sharded Llama: one process, boltring, MLX's ring;
+5. the seed in miniature: boltring's decode while thunderbolt breaks and heals.
+
+Systems run one after another, never at once; ratios come from the same run.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from boltring.bench import baselines, kernels
+from boltring.bench.procs import Procs, WorkerError
+from boltring.bench.ui import UI
+from boltring.lab import Lab
+
+KiB, MiB = 1 << 10, 1 << 20
+FULL_SIZES = [64, 256, KiB, 4 * KiB, 16 * KiB, 64 * KiB, 256 * KiB, MiB, 4 * MiB, 16 * MiB, 64 * MiB]
+QUICK_SIZES = [64, KiB, 16 * KiB, 256 * KiB, MiB, 64 * MiB]
+DTYPES = ["bfloat16", "float16", "float32"]
+OPS = ["all_sum", "all_gather", "sendrecv"]
+SYSTEMS = ["boltring", "mlx"]
+PORT = 52700
+
+
+@dataclass
+class Options:
+    quick: bool = False
+    ranks: int = 2
+    out: Path = Path("bench-results")
+    plot: Path | None = None
+    sizes: list[int] = field(default_factory=list)
+    dtypes: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)  # stages: kernels baselines collectives decode seed
+    prefix: str = ""
+    keep_logs: bool = False
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sizes:
+            self.sizes = list(QUICK_SIZES if self.quick else FULL_SIZES)
+        if not self.dtypes:
+            self.dtypes = ["bfloat16"] if self.quick else list(DTYPES)
+        if not self.prefix:
+            self.prefix = f"bb{os.getpid() % 100000}"
+
+    # how hard each stage works
+    @property
+    def budget_s(self) -> float:
+        return 0.15 if self.quick else 0.35
+
+    @property
+    def min_iters(self) -> int:
+        return 3 if self.quick else 5
+
+    @property
+    def max_iters(self) -> int:
+        return 300 if self.quick else 2000
+
+    @property
+    def link_seconds(self) -> float:
+        return 1.0 if self.quick else 3.0
+
+    @property
+    def decode_rounds(self) -> int:
+        return 2 if self.quick else 3
+
+
+def machine_facts() -> dict[str, Any]:
+    import mlx.core as mx
+    import numpy as np
+
+    import boltring
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always",
+                              "--dirty"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = ""
+    try:
+        import mlx_lm
+        mlx_lm_version = mlx_lm.__version__
+    except ImportError:
+        mlx_lm_version = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "boltring": boltring.__version__, "revision": rev, "mlx": mx.__version__,
+        "mlx_lm": mlx_lm_version, "numpy": np.__version__,
+        "iperf3": baselines.version("iperf3"), "sockperf": baselines.version("sockperf"),
+        "link": "lab veth pair 'thunderbolt0' (kernel tc redirect between network namespaces)",
+    }
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+class Run:
+    """One `boltring bench` run: the lab, its processes, and everything measured."""
+
+    def __init__(self, opts: Options, ui: UI):
+        self.opts = opts
+        self.ui = ui
+        self.lab = Lab(nodes=max(2, opts.ranks), prefix=opts.prefix)
+        self.workdir = Path(tempfile.mkdtemp(prefix="boltring-bench-"))
+        self.procs = Procs(self.lab, self.workdir)
+        self.port = PORT
+        self.results: dict[str, Any] = {
+            "schema": 1, "command": opts.command, "options": {**asdict(opts), "out": str(opts.out),
+                                                              "plot": str(opts.plot) if opts.plot else None},
+            "facts": machine_facts(), "skipped": {}, "errors": [], "kernels": [], "baselines": {},
+            "collectives": [], "decode": {}, "seed": {}, "stages_s": {},
+            "load": {},  # 1-minute load average at the start and end of each stage
+        }
+        fl = self.lab.links()[0]
+        self.pair = fl  # every 2-rank measurement runs over fast link 0, between nodes 0 and 1
+
+    # ---------------------------------------------------------------- helpers
+
+    def next_port(self) -> int:
+        self.port += 10
+        return self.port
+
+    def write(self, name: str, data: Any) -> str:
+        path = self.workdir / name
+        path.write_text(json.dumps(data))
+        return str(path)
+
+    def hostfile_pair(self, port: int) -> list[list[str]]:
+        """2 ranks over link 0: each rank's fast address, then its slow one."""
+        return [[f"{self.pair.addr(r)}:{port}", f"{self.lab.slow_addr(r)}:{port}"] for r in (0, 1)]
+
+    def exo_hostfile(self, rank: int, port: int, ranks: int) -> list[list[str]]:
+        """The MLX ring hostfile exo writes for `rank`: its own entry 0.0.0.0, each
+        ring neighbour's fast address on the link they share, a placeholder otherwise."""
+        if ranks == 2:
+            return [[f"0.0.0.0:{port}"] if r == rank else [f"{self.pair.addr(r)}:{port}"] for r in (0, 1)]
+        out = []
+        for p in range(ranks):
+            shared = next((fl for fl in self.lab.links() if {fl.a, fl.b} == {rank, p}), None)
+            out.append([f"0.0.0.0:{port}"] if p == rank else
+                       [f"{shared.addr(p)}:{port}"] if shared else ["198.51.100.1:9"])
+        return out
+
+    def start_ranks(self, system: str, ranks: int, spec: dict[str, Any], *, stdin: bool = False) -> list[Any]:
+        """Start `ranks` worker processes of `system` with `spec`; returns them once formed."""
+        port = self.next_port()
+        spec = {**spec, "system": system}
+        env: list[dict[str, str]] = [{} for _ in range(ranks)]
+        if system == "boltring":
+            spec["hostfile"] = self.write(f"hosts-{port}.json", self.hostfile_pair(port) if ranks == 2
+                                          else self.lab.hostfile(port))
+        elif system == "mlx":
+            for r in range(ranks):
+                env[r] = {"MLX_HOSTFILE": self.write(f"mlx-hosts-{port}-{r}.json",
+                                                     self.exo_hostfile(r, port, ranks)),
+                          "MLX_RANK": str(r)}
+        spec_path = self.write(f"spec-{port}.json", spec)
+        procs = [self.procs.spawn(r, [sys.executable, "-m", "boltring.bench.worker", spec_path, str(r)],
+                                  name=f"{system} rank {r}", env=env[r], json_lines=True, stdin=stdin)
+                 for r in range(ranks)]
+        try:
+            for p in procs:
+                p.until("formed", 45)
+        except BaseException:
+            for p in procs:
+                self.procs.stop(p)
+            raise
+        return procs
+
+    def finish(self, procs: list[Any], timeout: float = 30) -> None:
+        for p in procs:
+            self.procs.wait(p, timeout)
+
+    def stage(self, name: str, fn: Any) -> None:
+        if name in self.opts.skip:
+            self.results["skipped"][name] = "--skip"
+            return
+        t0 = time.monotonic()
+        load0 = os.getloadavg()[0]
+        try:
+            fn()
+        except Exception as exc:  # one stage failing must not lose the others' results
+            self.results["errors"].append({"stage": name, "error": f"{type(exc).__name__}: {exc}"})
+            self.ui.error(f"{name}: {type(exc).__name__}: {exc}")
+        finally:
+            self.results["stages_s"][name] = round(time.monotonic() - t0, 2)
+            self.results["load"][name] = [round(load0, 2), round(os.getloadavg()[0], 2)]
+
+    # ----------------------------------------------------------------- stages
+
+    def kernels(self) -> None:
+        sizes = [16 * KiB, MiB, 64 * MiB]
+        names = ["float32", "float16", "bfloat16"]
+        with self.ui.task("reduce kernels vs numpy", len(names)) as advance:
+            for name in names:
+                rows = kernels.measure(sizes, [name], budget_s=0.1 if self.opts.quick else 0.25)
+                self.results["kernels"] += rows
+                advance()
+
+    def baselines(self) -> None:
+        missing = baselines.missing()
+        for tool, why in missing.items():
+            self.results["skipped"][tool] = why
+            self.ui.warn(f"skipping the {tool} baseline: {why}")
+        server = (0, self.pair.addr(0))
+        client = (1, self.pair.addr(1))
+        sizes = [s for s in self.opts.sizes if s <= baselines.SOCKPERF_MAX_BYTES + 1]
+        with self.ui.task("link ceiling (iperf3, sockperf)", 2) as advance:
+            if "iperf3" not in missing:
+                self.results["baselines"]["iperf3"] = baselines.iperf3_bidir(
+                    self.procs, server, client, seconds=self.opts.link_seconds, port=self.next_port())
+            advance()
+            if "sockperf" not in missing:
+                self.results["baselines"]["sockperf"] = baselines.sockperf_pingpong(
+                    self.procs, server, client, sizes, seconds=0.5 if self.opts.quick else 1.0,
+                    port=self.next_port())
+            advance()
+
+    def cases(self) -> list[dict[str, Any]]:
+        out = []
+        for op in OPS:
+            for dtype in (self.opts.dtypes if op == "all_sum" else self.opts.dtypes[:1]):
+                for size in self.opts.sizes:
+                    warmup = 2 if size >= 16 * MiB else 3 if size >= MiB else 10
+                    out.append({"op": op, "dtype": dtype, "bytes": size, "warmup": warmup,
+                                "budget_s": self.opts.budget_s, "min_iters": self.opts.min_iters,
+                                "max_iters": self.opts.max_iters})
+        return out
+
+    def collectives(self) -> None:
+        """Both systems' ranks stay up; cases alternate between them (ABBA order)."""
+        cases = self.cases()
+        ranks = max(2, self.opts.ranks)
+        spec = {"job": "collectives", "cases": cases}
+        with self.ui.status(f"forming {ranks}-rank groups: {', '.join(SYSTEMS)}"):
+            live = {system: self.start_ranks(system, ranks, spec, stdin=True) for system in SYSTEMS}
+        try:
+            with self.ui.task(f"collectives, {ranks} ranks: {' vs '.join(SYSTEMS)}",
+                              len(cases) * len(live)) as advance:
+                for i, case in enumerate(cases):
+                    for system in (SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]):
+                        if system not in live:
+                            continue
+                        try:
+                            lines = self.step(live[system], "case", 60 + case["bytes"] / MiB)
+                        except WorkerError as exc:
+                            self.fail(f"collectives ({system})", exc, live.pop(system))
+                            continue
+                        for line in lines:
+                            line["system"] = system
+                        self.results["collectives"] += lines
+                        self.ui.case(system, lines[0])
+                        advance()
+        finally:
+            for procs in live.values():
+                for p in procs:
+                    p.say("stop")
+                self.finish(procs, 10)
+
+    def step(self, procs: list[Any], kind: str, timeout: float) -> list[dict[str, Any]]:
+        """Let every rank in `procs` take one step; their result lines."""
+        for p in procs:
+            p.say("go")
+        return [p.until(kind, timeout) for p in procs]
+
+    def fail(self, what: str, exc: BaseException, procs: list[Any]) -> None:
+        self.results["errors"].append({"stage": what, "error": f"{type(exc).__name__}: {exc}"})
+        self.ui.error(f"{what}: {exc}")
+        for p in procs:
+            self.procs.stop(p)
+
+    def decode(self) -> None:
+        """One process, boltring and MLX's ring all loaded; rounds alternate between them."""
+        model = {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8}
+        spec = {"job": "decode", "model": model, "warmup": 1, "rounds": self.opts.decode_rounds}
+        runs = {"single": 1, "boltring": 2, "mlx": 2}
+        live, built, rounds = {}, {}, {s: [] for s in runs}
+        try:
+            with self.ui.status("loading the tiny Llama: one process, boltring, MLX ring"):
+                for system, ranks in runs.items():
+                    live[system] = self.start_ranks(system, ranks, spec, stdin=True)
+                    built[system] = live[system][0].until("model", 60)
+            order = list(runs)
+            total = spec["warmup"] + spec["rounds"]
+            with self.ui.task("decode: tiny Llama, 64 tokens a round", total * len(order)) as advance:
+                for i in range(total):
+                    for system in (order if i % 2 == 0 else order[::-1]):
+                        if system not in live:
+                            continue
+                        try:
+                            rounds[system].append(self.step(live[system], "decode", 120)[0])
+                        except WorkerError as exc:
+                            self.fail(f"decode ({system})", exc, live.pop(system))
+                        advance()
+        finally:
+            for procs in live.values():
+                for p in procs:
+                    p.say("stop")
+                self.finish(procs, 10)
+        for system, got in rounds.items():
+            timed = [r for r in got if not r["warmup"]]
+            if not timed:
+                continue
+            self.results["decode"][system] = {
+                "ranks": runs[system], "model": model, "builder": built[system]["builder"],
+                "shim": built[system]["shim"], "rounds": got,
+                "tokens_per_s": median([r["tokens_per_s"] for r in timed]), "ids": timed[-1]["ids"]}
+            self.ui.note(f"decode {system}: {self.results['decode'][system]['tokens_per_s']:.1f} tokens/s")
+        d = self.results["decode"]
+        if "boltring" in d and "mlx" in d:
+            d["same_tokens_boltring_mlx"] = d["boltring"]["ids"] == d["mlx"]["ids"]
+
+    def seed(self) -> None:
+        """Healthy, after thunderbolt breaks (fallback), after it heals (re-promotion)."""
+        fast_if, slow_if = self.pair.iface(0), "tailscale0"
+        spec = {"job": "decode", "mode": "seed", "max_s": 150,
+                "model": {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8},
+                "fast_tokens": 16, "slow_tokens": 2, "fast_iface": fast_if}
+        want = 3 if self.opts.quick else 5
+        phases = {"healthy": [], "fallback": [], "promoted": []}
+        marks: dict[str, float] = {}
+        with self.ui.task("seed in miniature: healthy, broken, healed", 3) as advance:
+            procs = self.start_ranks("boltring", 2, spec, stdin=True)
+            lead, dialer = procs
+            try:
+                def rounds_on(iface: str, count: int, skip: int, timeout: float) -> list[dict[str, Any]]:
+                    """`count` rounds on `iface` (both ranks), after `skip` there."""
+                    got: list[dict[str, Any]] = []
+                    seen = 0
+                    end = time.monotonic() + timeout
+                    while len(got) < count:
+                        a = lead.until("seed", max(0.5, end - time.monotonic()))
+                        b = dialer.until("seed", max(0.5, end - time.monotonic()))
+                        if a["path"] == iface and b["path"] == iface:
+                            seen += 1
+                            if seen > skip:
+                                got.append({**a, "dialer_path": b["path"], "events": b["events"]})
+                        if time.monotonic() > end:
+                            raise WorkerError(f"seed: {len(got)} of {count} rounds on {iface} within "
+                                              f"{timeout:.0f} s (last paths {a['path']}, {b['path']})")
+                    return got
+
+                lead.until("model", 60)
+                phases["healthy"] = rounds_on(fast_if, want, 2, 40)
+                advance()
+                marks["break"] = time.time()
+                self.lab.break_link(1, self.pair.iface(1))
+                phases["fallback"] = rounds_on(slow_if, 2 if self.opts.quick else 3, 1, 60)
+                advance()
+                marks["heal"] = time.time()
+                self.lab.heal(1, self.pair.iface(1))
+                phases["promoted"] = rounds_on(fast_if, want, 1, 40)
+                advance()
+                lead.say("stop")
+                self.finish(procs, 30)
+            finally:
+                for p in procs:
+                    self.procs.stop(p)
+                if "heal" not in marks and "break" in marks:
+                    self.lab.heal(1, self.pair.iface(1))
+        events = phases["promoted"][-1]["events"] if phases["promoted"] else []
+        switch = {}
+        for kind, mark in (("fallback", "break"), ("promote", "heal")):
+            times = [e["time"] for e in events if e["kind"] == kind and e["time"] >= marks.get(mark, 0)]
+            if times:
+                switch[f"{kind}_after_s"] = min(times) - marks[mark]
+        rate = {k: median([r["tokens_per_s"] for r in v]) for k, v in phases.items()}
+        self.results["seed"] = {"phases": phases, "tokens_per_s": rate, "marks": marks, "events": events,
+                                **switch, "promoted_over_healthy": rate["promoted"] / rate["healthy"]}
+        self.ui.note("seed: " + ", ".join(f"{k} {v:.1f} tokens/s" for k, v in rate.items()))
+
+    # ------------------------------------------------------------------- run
+
+    def run(self) -> dict[str, Any]:
+        t0 = time.monotonic()
+        self.stage("kernels", self.kernels)
+        with self.ui.status(f"lab {self.opts.prefix} up ({self.lab.nodes} nodes)"):
+            self.lab.up()
+        self.stage("baselines", self.baselines)
+        self.stage("collectives", self.collectives)
+        self.stage("decode", self.decode)
+        self.stage("seed", self.seed)
+        self.results["total_s"] = round(time.monotonic() - t0, 1)
+        return self.results
+
+    def close(self) -> None:
+        self.procs.stop_all()
+        self.lab.down()
+        if not self.opts.keep_logs:
+            for f in self.workdir.glob("*"):
+                f.unlink()
+            self.workdir.rmdir()
+
+
+def run(opts: Options) -> tuple[dict[str, Any], Path]:
+    """Run everything; returns the results and the run's log directory (kept with --keep-logs)."""
+    from boltring.bench import report
+
+    ui = UI.make()
+
+    def terminated(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, terminated)
+    bench = Run(opts, ui)
+    try:
+        results = bench.run()
+    finally:
+        with ui.status("cleaning up the lab"):
+            bench.close()
+        signal.signal(signal.SIGTERM, old)
+    results["targets"] = report.targets(results)
+    return results, bench.workdir

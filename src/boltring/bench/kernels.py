@@ -1,0 +1,73 @@
+"""Reduce kernels against numpy, in this process: `_core.reduce` (what every all_sum
+ends in) and `np.add(a, b, out=a)` on the same arrays.
+
+numpy has no bfloat16, so bfloat16 is compared with float32 in bytes per second
+(the same payload, half the elements' size) rather than with numpy.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+from boltring import _core
+
+# dtype name -> (wire code, numpy dtype used for storage, numpy dtype numpy can add, or None)
+KINDS: dict[str, tuple[int, Any, Any]] = {
+    "float32": (12, np.float32, np.float32),
+    "float16": (10, np.float16, np.float16),
+    "bfloat16": (11, np.uint16, None),
+    "int32": (8, np.int32, np.int32),
+}
+ONE_BF16 = 0x3F80   # 1.0
+QUARTER_BF16 = 0x3E80  # 0.25
+
+
+def _arrays(name: str, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
+    _, store, _ = KINDS[name]
+    n = nbytes // np.dtype(store).itemsize
+    if name == "bfloat16":
+        return np.full(n, ONE_BF16, store), np.full(n, QUARTER_BF16, store)
+    if name == "int32":
+        return np.ones(n, store), np.zeros(n, store)
+    # a += 0.25 thousands of times stays finite and normal in float16
+    return np.ones(n, store), np.full(n, 0.25, store)
+
+
+def _time(fn: Any, budget_s: float, min_iters: int, max_iters: int) -> list[int]:
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    iters = max(min_iters, min(max_iters, int(budget_s / once)))
+    clock = time.perf_counter_ns
+    out = []
+    for _ in range(iters):
+        t = clock()
+        fn()
+        out.append(clock() - t)
+    return out
+
+
+def measure(sizes: list[int], dtypes: list[str], *, budget_s: float = 0.2, min_iters: int = 5,
+            max_iters: int = 2000) -> list[dict[str, Any]]:
+    """One row per (dtype, size): boltring's and numpy's samples and GB/s (bytes of `dst`/s)."""
+    rows = []
+    for name in dtypes:
+        code, store, npadd = KINDS[name]
+        item = np.dtype(store).itemsize
+        for nbytes in sizes:
+            a, b = _arrays(name, nbytes)
+            bolt = _time(lambda: _core.reduce(_core.REDUCE_SUM, code, item, a, b), budget_s, min_iters, max_iters)
+            row: dict[str, Any] = {"dtype": name, "bytes": nbytes, "boltring_ns": bolt,
+                                   "boltring_GBps": nbytes / statistics.median(bolt)}
+            if npadd is not None:
+                a2, b2 = _arrays(name, nbytes)
+                ref = _time(lambda: np.add(a2, b2, out=a2), budget_s, min_iters, max_iters)
+                row.update(numpy_ns=ref, numpy_GBps=nbytes / statistics.median(ref))
+                row["ratio"] = row["boltring_GBps"] / row["numpy_GBps"]
+            rows.append(row)
+    return rows

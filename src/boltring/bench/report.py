@@ -1,0 +1,352 @@
+"""What a `boltring bench` run found: medians, the targets (met or not), tables,
+the JSON file and the plot.
+
+Latency is the median time of one operation on rank 0 (send/recv: half the
+ping-pong round trip, as sockperf reports).  Bandwidth is bytes per second of the
+operation's payload: for all_sum the bytes reduced (one rank's input), for
+send/recv the message, for all_gather the bytes each rank receives.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+KiB, MiB = 1 << 10, 1 << 20
+LABELS = {"boltring": "boltring", "mlx": "MLX ring", "single": "one process"}
+OP_TITLES = {"all_sum": "all_sum", "all_gather": "all_gather", "sendrecv": "send/recv (one way)"}
+
+
+def size_label(n: int) -> str:
+    if n >= MiB:
+        return f"{n // MiB} MiB"
+    if n >= KiB:
+        return f"{n // KiB} KiB"
+    return f"{n} B"
+
+
+def points(results: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str, Any]]:
+    """(system, op, dtype, bytes) -> latency_s, Bps, n, ok, from rank 0's samples."""
+    out = {}
+    for line in results.get("collectives", []):
+        if line["rank"] != 0 or not line["samples_ns"]:
+            continue
+        half = 2 if line["op"] == "sendrecv" else 1
+        lat = statistics.median(line["samples_ns"]) / half / 1e9
+        moved = line["bytes"] * (line["size"] - 1) if line["op"] == "all_gather" else line["bytes"]
+        out[(line["system"], line["op"], line["dtype"], line["bytes"])] = {
+            "latency_s": lat, "Bps": moved / lat, "n": len(line["samples_ns"]), "ok": line["ok"]}
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
+        return None
+    return a / b
+
+
+def _sockperf_us(results: dict[str, Any], size: int) -> float | None:
+    for row in results.get("baselines", {}).get("sockperf", []):
+        if row["bytes"] == size:
+            return float(row["p50_us"])
+    return None
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the benchmark issue: its measured value, the goal, met or not
+    (None: not measured in this run)."""
+    p = points(results)
+    bf = "bfloat16"
+
+    def get(system: str, op: str, size: int, key: str, dtype: str = bf) -> float | None:
+        v = p.get((system, op, dtype, size))
+        return v[key] if v else None
+
+    rows = []
+
+    def add(name: str, value: float | None, goal: str, ok: bool | None, detail: str) -> None:
+        rows.append({"target": name, "value": value, "goal": goal, "met": ok, "detail": detail})
+
+    b16, m16 = get("boltring", "all_sum", 16 * KiB, "latency_s"), get("mlx", "all_sum", 16 * KiB, "latency_s")
+    r = _ratio(b16, m16)
+    add("16 KiB bf16 all_sum latency vs MLX ring", r, "<= 0.6x", None if r is None else r <= 0.6,
+        f"boltring {_us(b16)}, MLX ring {_us(m16)}")
+    sp = _sockperf_us(results, 16 * KiB)
+    r = _ratio(b16, sp / 1e6 if sp else None)
+    add("16 KiB bf16 all_sum latency vs sockperf one-way", r, "<= 1.5x", None if r is None else r <= 1.5,
+        f"boltring {_us(b16)}, sockperf ping-pong p50 {sp if sp is None else f'{sp:.1f} us'}")
+    b1, m1 = get("boltring", "all_sum", MiB, "Bps"), get("mlx", "all_sum", MiB, "Bps")
+    r = _ratio(b1, m1)
+    add("1 MiB bf16 all_sum bandwidth vs MLX ring", r, ">= 5x", None if r is None else r >= 5,
+        f"boltring {_gb(b1)}, MLX ring {_gb(m1)}")
+    b64 = get("boltring", "all_sum", 64 * MiB, "Bps")
+    ip = results.get("baselines", {}).get("iperf3", {}).get("per_direction_Bps")
+    r = _ratio(b64, ip)
+    add("64 MiB bf16 all_sum bandwidth vs iperf3 --bidir per direction", r, ">= 0.8x",
+        None if r is None else r >= 0.8, f"boltring {_gb(b64)}, iperf3 {_gb(ip)}")
+    dec = results.get("decode", {})
+    bd, md = (dec.get(s, {}).get("tokens_per_s") for s in ("boltring", "mlx"))
+    r = _ratio(bd, md)
+    add("decode tokens/s vs MLX ring (2 ranks)", r, ">= 1.5x", None if r is None else r >= 1.5,
+        f"boltring {_tps(bd)}, MLX ring {_tps(md)}, one process {_tps(dec.get('single', {}).get('tokens_per_s'))}")
+    seed = results.get("seed", {})
+    r = seed.get("promoted_over_healthy")
+    rate = seed.get("tokens_per_s", {})
+    add("decode after re-promotion vs healthy", r, ">= 0.9x", None if r is None else r >= 0.9,
+        f"healthy {_tps(rate.get('healthy'))}, fallback {_tps(rate.get('fallback'))}, "
+        f"re-promoted {_tps(rate.get('promoted'))}")
+    for row in results.get("kernels", []):
+        if "ratio" in row:
+            add(f"reduce {row['dtype']} {size_label(row['bytes'])} vs numpy", row["ratio"], ">= 1x",
+                row["ratio"] >= 1.0, f"boltring {row['boltring_GBps']:.2f} GB/s, numpy {row['numpy_GBps']:.2f} GB/s")
+    by = {(row["dtype"], row["bytes"]): row for row in results.get("kernels", [])}
+    for (dtype, size), row in sorted(by.items()):
+        if dtype == "bfloat16" and ("float32", size) in by:
+            f32 = by[("float32", size)]["boltring_GBps"]
+            r = row["boltring_GBps"] / f32
+            add(f"reduce bf16 vs f32 bytes/s, {size_label(size)}", r, ">= 1x", r >= 1.0,
+                f"bf16 {row['boltring_GBps']:.2f} GB/s, f32 {f32:.2f} GB/s")
+    return rows
+
+
+def _us(s: float | None) -> str:
+    return "n/a" if s is None else f"{s * 1e6:.1f} us"
+
+
+def _gb(bps: float | None) -> str:
+    return "n/a" if bps is None else f"{bps / 1e9:.3f} GB/s"
+
+
+def _tps(t: float | None) -> str:
+    return "n/a" if t is None else f"{t:.1f} tok/s"
+
+
+def _x(r: float | None) -> str:
+    return "" if r is None else f"{r:.2f}x"
+
+
+# ------------------------------------------------------------------ tables
+
+def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for the terminal."""
+    p = points(results)
+    out = []
+    ip = results.get("baselines", {}).get("iperf3", {}).get("per_direction_Bps")
+    sizes = sorted({k[3] for k in p})
+    dtypes = sorted({k[2] for k in p}, key=["bfloat16", "float16", "float32"].index)
+    for op in ("all_sum", "all_gather", "sendrecv"):
+        rows = []
+        for dtype in dtypes:
+            for size in sizes:
+                b, m = p.get(("boltring", op, dtype, size)), p.get(("mlx", op, dtype, size))
+                if not b and not m:
+                    continue
+                sp = _sockperf_us(results, size)
+                rows.append([dtype, size_label(size),
+                             _us(b and b["latency_s"]), _us(m and m["latency_s"]),
+                             _x(_ratio(b and b["latency_s"], m and m["latency_s"])),
+                             "" if sp is None else f"{sp:.1f} us",
+                             _gb(b and b["Bps"]), _gb(m and m["Bps"]),
+                             _x(_ratio(b and b["Bps"], m and m["Bps"])),
+                             _x(_ratio(b and b["Bps"], ip)),
+                             "" if (b is None or b["ok"]) and (m is None or m["ok"]) else "WRONG"])
+        if rows:
+            out.append((f"{OP_TITLES[op]}: medians on rank 0", [
+                "dtype", "size", "boltring", "MLX ring", "lat b/m", "sockperf", "boltring", "MLX ring",
+                "bw b/m", "b/iperf3", "check"], rows))
+    base = results.get("baselines", {})
+    if base:
+        rows = []
+        if "iperf3" in base:
+            i = base["iperf3"]
+            rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]),
+                         f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}"])
+        for row in base.get("sockperf", []):
+            rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
+                         f"avg {row['avg_us']} us, {row['observations']} samples"])
+        out.append(("link ceiling (node 0 <-> node 1, thunderbolt0)", ["tool", "size", "median", "detail"], rows))
+    dec = results.get("decode", {})
+    if dec:
+        rows = [[LABELS[s], str(d["ranks"]), _tps(d["tokens_per_s"]),
+                 " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])]
+                for s, d in dec.items() if isinstance(d, dict)]
+        seed = results.get("seed", {})
+        for phase, rate in seed.get("tokens_per_s", {}).items():
+            rows.append([f"boltring, {phase}", "2", _tps(rate),
+                         " ".join(f"{r['tokens_per_s']:.0f}" for r in seed["phases"][phase])])
+        out.append(("decode: tiny Llama (bf16, hidden 256, 16 layers)", ["system", "ranks", "median", "rounds"],
+                    rows))
+    kern = results.get("kernels", [])
+    if kern:
+        rows = [[r["dtype"], size_label(r["bytes"]), f"{r['boltring_GBps']:.2f} GB/s",
+                 f"{r['numpy_GBps']:.2f} GB/s" if "numpy_GBps" in r else "n/a (no bfloat16)",
+                 _x(r.get("ratio"))] for r in kern]
+        out.append(("reduce kernels (sum, in place)", ["dtype", "size", "boltring", "numpy", "ratio"], rows))
+    rows = [[t["target"], "n/a" if t["value"] is None else f"{t['value']:.3g}", t["goal"],
+             {True: "met", False: "MISSED", None: "not measured"}[t["met"]], t["detail"]]
+            for t in results.get("targets", [])]
+    if rows:
+        out.append(("targets", ["target", "value", "goal", "", "detail"], rows))
+    return out
+
+
+def show(results: dict[str, Any], ui: Any) -> None:
+    try:
+        from rich.table import Table
+    except ImportError:
+        Table = None
+    for title, header, rows in tables(results):
+        if Table is not None and hasattr(ui, "console"):
+            t = Table(title=title, title_justify="left")
+            for h in header:
+                t.add_column(h, overflow="fold")
+            for row in rows:
+                style = "red" if "MISSED" in row or "WRONG" in row else None
+                t.add_row(*row, style=style)
+            ui.print(t)
+        else:
+            widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+            ui.print(f"\n{title}")
+            for row in [header, *rows]:
+                ui.print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+    cores = results.get("facts", {}).get("cores") or 1
+    busy = {k: v for k, v in results.get("load", {}).items() if max(v) > cores}
+    if busy:
+        ui.warn(f"the machine was busy (1-minute load above {cores} cores during "
+                f"{', '.join(busy)}): absolute numbers are noisy; ratios come from interleaved runs")
+    for err in results.get("errors", []):
+        ui.error(f"{err['stage']}: {err['error'].splitlines()[0]}")
+    for what, why in results.get("skipped", {}).items():
+        ui.warn(f"skipped {what}: {why}")
+
+
+def write_json(results: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1))
+
+
+# -------------------------------------------------------------------- plot
+
+STYLE = {"bfloat16": "-", "float16": "--", "float32": ":"}
+COLOR = {"boltring": "tab:blue", "mlx": "tab:orange", "ceiling": "tab:gray"}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = points(results)
+    facts = results.get("facts", {})
+    ip = results.get("baselines", {}).get("iperf3", {}).get("per_direction_Bps")
+    sock = results.get("baselines", {}).get("sockperf", [])
+    fig, axes = plt.subplots(4, 2, figsize=(13, 17))
+    for row, op in enumerate(("all_sum", "all_gather", "sendrecv")):
+        lat_ax, bw_ax = axes[row]
+        for system in ("boltring", "mlx"):
+            for dtype in STYLE:
+                keys = sorted(k for k in p if k[0] == system and k[1] == op and k[2] == dtype)
+                if not keys:
+                    continue
+                xs = [k[3] for k in keys]
+                label = f"{LABELS[system]} {dtype}"
+                lat_ax.plot(xs, [p[k]["latency_s"] * 1e6 for k in keys], STYLE[dtype], marker="o", ms=3,
+                            color=COLOR[system], label=label)
+                bw_ax.plot(xs, [p[k]["Bps"] / 1e9 for k in keys], STYLE[dtype], marker="o", ms=3,
+                           color=COLOR[system], label=label)
+        if sock and op != "all_gather":
+            lat_ax.plot([r["bytes"] for r in sock], [r["p50_us"] for r in sock], "s", color=COLOR["ceiling"],
+                        label="sockperf TCP ping-pong, one way (p50)")
+        if ip:
+            bw_ax.axhline(ip / 1e9, color=COLOR["ceiling"], ls="-.", label="iperf3 --bidir, per direction")
+            sizes = sorted({k[3] for k in p if k[1] == op})
+            if sizes and op != "all_gather":
+                lat_ax.plot(sizes, [s / ip * 1e6 for s in sizes], "-.", color=COLOR["ceiling"], lw=0.8,
+                            label="size / iperf3 rate")
+        _annotate(lat_ax, bw_ax, p, op, ip, results)
+        lat_ax.set(xscale="log", yscale="log", xlabel="bytes per rank", ylabel="latency (us, median)",
+                   title=f"{OP_TITLES[op]}: latency")
+        bw_ax.set(xscale="log", yscale="log", xlabel="bytes per rank", ylabel="GB/s (median)",
+                  title=f"{OP_TITLES[op]}: bandwidth")
+        for ax in (lat_ax, bw_ax):
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+    _decode_bars(axes[3][0], results)
+    _kernel_bars(axes[3][1], results)
+    fig.suptitle(f"boltring vs MLX ring vs the raw link — {facts.get('date', '')}\n"
+                 f"{facts.get('cpu', '')} x{facts.get('cores', '?')}, {facts.get('platform', '')}; "
+                 f"mlx {facts.get('mlx', '')}; lab veth link; ranks as processes in network namespaces",
+                 fontsize=10)
+    fig.text(0.5, 0.005, f"$ {results.get('command', 'boltring bench')}", ha="center", fontsize=8,
+             family="monospace")
+    fig.tight_layout(rect=(0, 0.01, 1, 0.97))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _annotate(lat_ax: Any, bw_ax: Any, p: dict[Any, Any], op: str, ip: float | None,
+              results: dict[str, Any]) -> None:
+    bf = "bfloat16"
+    b, m = p.get(("boltring", op, bf, 16 * KiB)), p.get(("mlx", op, bf, 16 * KiB))
+    if b and m:
+        r = b["latency_s"] / m["latency_s"]
+        lat_ax.annotate(f"{r:.2f}x MLX ring", (16 * KiB, b["latency_s"] * 1e6), textcoords="offset points",
+                        xytext=(5, -14), fontsize=8, color=COLOR["boltring"])
+    sp = _sockperf_us(results, 16 * KiB)
+    if b and sp and op != "all_gather":
+        lat_ax.annotate(f"{b['latency_s'] * 1e6 / sp:.1f}x sockperf", (16 * KiB, b["latency_s"] * 1e6),
+                        textcoords="offset points", xytext=(5, 6), fontsize=8, color=COLOR["ceiling"])
+    for size in (MiB, 64 * MiB):
+        b, m = p.get(("boltring", op, bf, size)), p.get(("mlx", op, bf, size))
+        if b and m:
+            bw_ax.annotate(f"{b['Bps'] / m['Bps']:.1f}x MLX", (size, b["Bps"] / 1e9), textcoords="offset points",
+                           xytext=(-30, 8), fontsize=8, color=COLOR["boltring"])
+        if b and ip:
+            bw_ax.annotate(f"{b['Bps'] / ip:.0%} of iperf3", (size, b["Bps"] / 1e9), textcoords="offset points",
+                           xytext=(-30, -14), fontsize=8, color=COLOR["ceiling"])
+
+
+def _decode_bars(ax: Any, results: dict[str, Any]) -> None:
+    dec, seed = results.get("decode", {}), results.get("seed", {}).get("tokens_per_s", {})
+    names, vals, colors = [], [], []
+    for s in ("single", "boltring", "mlx"):
+        if isinstance(dec.get(s), dict):
+            names.append(LABELS[s] + (" (1 rank)" if s == "single" else " (2 ranks)"))
+            vals.append(dec[s]["tokens_per_s"])
+            colors.append(COLOR.get(s, "tab:green"))
+    for phase in ("healthy", "fallback", "promoted"):
+        if phase in seed:
+            names.append(f"boltring {phase}")
+            vals.append(seed[phase])
+            colors.append("tab:cyan" if phase != "fallback" else "tab:red")
+    if not vals:
+        ax.set_axis_off()
+        return
+    bars = ax.barh(names, vals, color=colors)
+    for bar, v in zip(bars, vals):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.1f}", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="tokens/s (median of rounds)",
+           title="decode: tiny Llama bf16, hidden 256, 16 layers, 64 tokens\n"
+                 "seed in miniature: thunderbolt0 removed (fallback to tailscale0), then restored")
+
+
+def _kernel_bars(ax: Any, results: dict[str, Any]) -> None:
+    rows = results.get("kernels", [])
+    if not rows:
+        ax.set_axis_off()
+        return
+    labels = [f"{r['dtype']}\n{size_label(r['bytes'])}" for r in rows]
+    xs = range(len(rows))
+    ax.bar([x - 0.2 for x in xs], [r["boltring_GBps"] for r in rows], 0.4, label="boltring reduce",
+           color=COLOR["boltring"])
+    ax.bar([x + 0.2 for x in xs], [r.get("numpy_GBps", 0) for r in rows], 0.4, label="numpy np.add(out=a)",
+           color=COLOR["ceiling"])
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set(ylabel="GB/s of dst", title="reduce kernels, sum in place (numpy has no bfloat16)")
+    ax.legend(fontsize=7)
