@@ -45,6 +45,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help=f"comma-separated stages to skip: {', '.join(STAGES)}")
     p.add_argument("--prefix", default="", help="lab prefix (default: unique per run)")
     p.add_argument("--keep-logs", action="store_true", help="keep the ranks' logs (path printed)")
+    p.add_argument("--malloc-cache", action="store_true",
+                   help="run every rank (both systems) with glibc malloc keeping large blocks: MLX's "
+                        "CPU allocator on Linux then reuses memory instead of page-faulting each large "
+                        "new array (macOS's MLX caches buffers anyway)")
     p.set_defaults(func=main)
     return p
 
@@ -60,7 +64,8 @@ def main(args: argparse.Namespace) -> int:
         else "boltring bench"
     opts = harness.Options(quick=args.quick, ranks=args.ranks, out=args.out, plot=args.plot,
                            sizes=args.sizes or [], dtypes=args.dtypes or [], skip=args.skip,
-                           prefix=args.prefix, keep_logs=args.keep_logs, command=command)
+                           prefix=args.prefix, keep_logs=args.keep_logs,
+                           malloc_cache=args.malloc_cache, command=command)
     try:
         results, logs = harness.run(opts)
     except KeyboardInterrupt:

@@ -33,7 +33,7 @@ def version(tool: str) -> str | None:
     if shutil.which(tool) is None:
         return None
     try:
-        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=5)
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (out.stdout or out.stderr).strip().splitlines()

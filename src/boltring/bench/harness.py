@@ -15,6 +15,7 @@ Systems run one after another, never at once; ratios come from the same run.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -40,6 +41,9 @@ DTYPES = ["bfloat16", "float16", "float32"]
 OPS = ["all_sum", "all_gather", "sendrecv"]
 SYSTEMS = ["boltring", "mlx"]
 PORT = 52700
+# glibc keeps blocks up to 1 GiB in the heap instead of mmap/munmap per block, so a
+# process reuses freed memory instead of page-faulting every large new array
+MALLOC_CACHE_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
 
 
 @dataclass
@@ -53,6 +57,7 @@ class Options:
     skip: list[str] = field(default_factory=list)  # stages: kernels baselines collectives decode seed
     prefix: str = ""
     keep_logs: bool = False
+    malloc_cache: bool = False
     command: str = ""
 
     def __post_init__(self) -> None:
@@ -101,7 +106,7 @@ def machine_facts() -> dict[str, Any]:
         pass
     try:
         rev = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always",
-                              "--dirty"], capture_output=True, text=True, timeout=5).stdout.strip()
+                              "--dirty"], capture_output=True, text=True, timeout=5, check=False).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         rev = ""
     try:
@@ -109,7 +114,11 @@ def machine_facts() -> dict[str, Any]:
         mlx_lm_version = mlx_lm.__version__
     except ImportError:
         mlx_lm_version = None
+    src = Path(boltring.__file__).resolve().parents[2] / "csrc" / "reduce.c"
+    reduce_c = hashlib.sha256(src.read_bytes()).hexdigest()[:12] if src.exists() else None
     return {
+        "reduce_c_sha256": reduce_c,  # the reduce kernels this build was made from (a source tree)
+        "loadavg_at_start": os.getloadavg(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "host": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
         "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
@@ -174,16 +183,17 @@ class Run:
     def start_ranks(self, system: str, ranks: int, spec: dict[str, Any], *, stdin: bool = False) -> list[Any]:
         """Start `ranks` worker processes of `system` with `spec`; returns them once formed."""
         port = self.next_port()
-        spec = {**spec, "system": system}
-        env: list[dict[str, str]] = [{} for _ in range(ranks)]
+        spec = {**spec, "system": system, "ranks": ranks}
+        env: list[dict[str, str]] = [dict(MALLOC_CACHE_ENV) if self.opts.malloc_cache else {}
+                                     for _ in range(ranks)]
         if system == "boltring":
             spec["hostfile"] = self.write(f"hosts-{port}.json", self.hostfile_pair(port) if ranks == 2
                                           else self.lab.hostfile(port))
         elif system == "mlx":
             for r in range(ranks):
-                env[r] = {"MLX_HOSTFILE": self.write(f"mlx-hosts-{port}-{r}.json",
-                                                     self.exo_hostfile(r, port, ranks)),
-                          "MLX_RANK": str(r)}
+                env[r].update(MLX_HOSTFILE=self.write(f"mlx-hosts-{port}-{r}.json",
+                                                      self.exo_hostfile(r, port, ranks)),
+                              MLX_RANK=str(r))
         spec_path = self.write(f"spec-{port}.json", spec)
         procs = [self.procs.spawn(r, [sys.executable, "-m", "boltring.bench.worker", spec_path, str(r)],
                                   name=f"{system} rank {r}", env=env[r], json_lines=True, stdin=stdin)
@@ -209,7 +219,7 @@ class Run:
         load0 = os.getloadavg()[0]
         try:
             fn()
-        except Exception as exc:  # one stage failing must not lose the others' results
+        except Exception as exc:  # noqa: BLE001 -- one stage failing must not lose the others' results
             self.results["errors"].append({"stage": name, "error": f"{type(exc).__name__}: {exc}"})
             self.ui.error(f"{name}: {type(exc).__name__}: {exc}")
         finally:
@@ -227,34 +237,64 @@ class Run:
                 self.results["kernels"] += rows
                 advance()
 
-    def baselines(self) -> None:
+    def baselines(self, sizes: list[int] | None = None, label: str = "before") -> None:
+        """The link's ceiling.  Run before the collectives and again after them: the
+        ratios use the mean of both, so load that comes and goes hits both sides."""
         missing = baselines.missing()
         for tool, why in missing.items():
-            self.results["skipped"][tool] = why
-            self.ui.warn(f"skipping the {tool} baseline: {why}")
+            if tool not in self.results["skipped"]:
+                self.results["skipped"][tool] = why
+                self.ui.warn(f"skipping the {tool} baseline: {why}")
         server = (0, self.pair.addr(0))
         client = (1, self.pair.addr(1))
-        sizes = [s for s in self.opts.sizes if s <= baselines.SOCKPERF_MAX_BYTES + 1]
-        with self.ui.task("link ceiling (iperf3, sockperf)", 2) as advance:
+        if sizes is None:
+            sizes = [s for s in self.opts.sizes if s <= baselines.SOCKPERF_MAX_BYTES + 1]
+        runs = self.results["baselines"].setdefault("runs", [])
+        with self.ui.task(f"link ceiling, {label} (iperf3 --bidir, sockperf ping-pong)", 2) as advance:
             if "iperf3" not in missing:
-                self.results["baselines"]["iperf3"] = baselines.iperf3_bidir(
-                    self.procs, server, client, seconds=self.opts.link_seconds, port=self.next_port())
+                runs.append({"when": label, **baselines.iperf3_bidir(
+                    self.procs, server, client, seconds=self.opts.link_seconds, port=self.next_port())})
             advance()
             if "sockperf" not in missing:
-                self.results["baselines"]["sockperf"] = baselines.sockperf_pingpong(
-                    self.procs, server, client, sizes, seconds=0.5 if self.opts.quick else 1.0,
-                    port=self.next_port())
+                for row in baselines.sockperf_pingpong(self.procs, server, client, sizes, seconds=1,
+                                                       port=self.next_port()):
+                    runs.append({"when": label, "tool": "sockperf", **row})
             advance()
+        self.summarise_baselines()
+
+    def summarise_baselines(self) -> None:
+        runs = self.results["baselines"].get("runs", [])
+        ip = [r for r in runs if r["tool"] == "iperf3 --bidir"]
+        if ip:
+            self.results["baselines"]["iperf3"] = {
+                "per_direction_Bps": statistics.mean(r["per_direction_Bps"] for r in ip),
+                "forward_Bps": statistics.mean(r["forward_Bps"] for r in ip),
+                "reverse_Bps": statistics.mean(r["reverse_Bps"] for r in ip),
+                "runs": len(ip), "spread_Bps": [min(r["per_direction_Bps"] for r in ip),
+                                                max(r["per_direction_Bps"] for r in ip)]}
+        sp = [r for r in runs if r["tool"] == "sockperf"]
+        if sp:
+            rows = []
+            for size in sorted({r["bytes"] for r in sp}):
+                mine = [r for r in sp if r["bytes"] == size]
+                rows.append({"bytes": size, "p50_us": statistics.mean(r["p50_us"] for r in mine),
+                             "p50_runs_us": [r["p50_us"] for r in mine],
+                             "avg_us": statistics.mean(r["avg_us"] or 0 for r in mine),
+                             "observations": sum(r["observations"] or 0 for r in mine)})
+            self.results["baselines"]["sockperf"] = rows
 
     def cases(self) -> list[dict[str, Any]]:
+        """Every (op, dtype, size) twice, as passes 0 and 1 with half the budget each:
+        the collectives run them in ABBA order (A B for pass 0, B A for pass 1)."""
         out = []
         for op in OPS:
             for dtype in (self.opts.dtypes if op == "all_sum" else self.opts.dtypes[:1]):
                 for size in self.opts.sizes:
                     warmup = 2 if size >= 16 * MiB else 3 if size >= MiB else 10
-                    out.append({"op": op, "dtype": dtype, "bytes": size, "warmup": warmup,
-                                "budget_s": self.opts.budget_s, "min_iters": self.opts.min_iters,
-                                "max_iters": self.opts.max_iters})
+                    for p in (0, 1):
+                        out.append({"op": op, "dtype": dtype, "bytes": size, "warmup": warmup, "pass": p,
+                                    "budget_s": self.opts.budget_s / 2, "min_iters": self.opts.min_iters,
+                                    "max_iters": self.opts.max_iters // 2})
         return out
 
     def collectives(self) -> None:
@@ -279,7 +319,8 @@ class Run:
                         for line in lines:
                             line["system"] = system
                         self.results["collectives"] += lines
-                        self.ui.case(system, lines[0])
+                        if case["pass"] == 1:
+                            self.ui.case(system, lines[0])
                         advance()
         finally:
             for procs in live.values():
@@ -300,13 +341,16 @@ class Run:
             self.procs.stop(p)
 
     def decode(self) -> None:
-        """One process, boltring and MLX's ring all loaded; rounds alternate between them."""
+        """One process (unsharded), 2 ranks with no communication at all (the bound any
+        transport could reach here), boltring and MLX's ring: all loaded, rounds
+        alternating between them."""
         model = {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8}
         spec = {"job": "decode", "model": model, "warmup": 1, "rounds": self.opts.decode_rounds}
-        runs = {"single": 1, "boltring": 2, "mlx": 2}
+        runs = {"single": 1, "nocomm": 2, "boltring": 2, "mlx": 2}
         live, built, rounds = {}, {}, {s: [] for s in runs}
         try:
-            with self.ui.status("loading the tiny Llama: one process, boltring, MLX ring"):
+            with self.ui.status("loading the tiny Llama: one process, 2 ranks without communication, "
+                                "boltring, MLX ring"):
                 for system, ranks in runs.items():
                     live[system] = self.start_ranks(system, ranks, spec, stdin=True)
                     built[system] = live[system][0].until("model", 60)
@@ -333,8 +377,11 @@ class Run:
                 continue
             self.results["decode"][system] = {
                 "ranks": runs[system], "model": model, "builder": built[system]["builder"],
-                "shim": built[system]["shim"], "rounds": got,
+                "routing": built[system]["routing"], "rounds": got,
                 "tokens_per_s": median([r["tokens_per_s"] for r in timed]), "ids": timed[-1]["ids"]}
+            splits = [r["split"] for r in timed if r.get("split")]
+            if splits:
+                self.results["decode"][system]["split"] = {k: median([x[k] for x in splits]) for k in splits[0]}
             self.ui.note(f"decode {system}: {self.results['decode'][system]['tokens_per_s']:.1f} tokens/s")
         d = self.results["decode"]
         if "boltring" in d and "mlx" in d:
@@ -408,6 +455,9 @@ class Run:
             self.lab.up()
         self.stage("baselines", self.baselines)
         self.stage("collectives", self.collectives)
+        if "baselines" not in self.opts.skip and "collectives" not in self.opts.skip:
+            self.stage("baselines again", lambda: self.baselines(
+                [16 * KiB] if self.opts.quick else None, "after the collectives"))
         self.stage("decode", self.decode)
         self.stage("seed", self.seed)
         self.results["total_s"] = round(time.monotonic() - t0, 1)

@@ -61,12 +61,13 @@ def measure(sizes: list[int], dtypes: list[str], *, budget_s: float = 0.2, min_i
         item = np.dtype(store).itemsize
         for nbytes in sizes:
             a, b = _arrays(name, nbytes)
-            bolt = _time(lambda: _core.reduce(_core.REDUCE_SUM, code, item, a, b), budget_s, min_iters, max_iters)
+            bolt = _time(lambda a=a, b=b, code=code, item=item: _core.reduce(_core.REDUCE_SUM, code, item, a, b),
+                         budget_s, min_iters, max_iters)
             row: dict[str, Any] = {"dtype": name, "bytes": nbytes, "boltring_ns": bolt,
                                    "boltring_GBps": nbytes / statistics.median(bolt)}
             if npadd is not None:
                 a2, b2 = _arrays(name, nbytes)
-                ref = _time(lambda: np.add(a2, b2, out=a2), budget_s, min_iters, max_iters)
+                ref = _time(lambda a2=a2, b2=b2: np.add(a2, b2, out=a2), budget_s, min_iters, max_iters)
                 row.update(numpy_ns=ref, numpy_GBps=nbytes / statistics.median(ref))
                 row["ratio"] = row["boltring_GBps"] / row["numpy_GBps"]
             rows.append(row)

@@ -56,11 +56,3 @@ def prompt(count: int, seed: int) -> list[int]:
     """`count` token ids, the same in every process."""
     rng = np.random.default_rng(seed + 1)
     return [int(t) for t in rng.integers(0, VOCAB, size=count)]
-
-
-def shim_name() -> str:
-    try:
-        import boltring.mlx  # noqa: F401
-    except ImportError:
-        return "boltring.bench.worker (minimal all_sum/all_gather routing)"
-    return "boltring.mlx.use"

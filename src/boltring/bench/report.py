@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 KiB, MiB = 1 << 10, 1 << 20
-LABELS = {"boltring": "boltring", "mlx": "MLX ring", "single": "one process"}
+LABELS = {"boltring": "boltring", "mlx": "MLX ring", "single": "one process",
+          "nocomm": "no communication (bound)"}
 OP_TITLES = {"all_sum": "all_sum", "all_gather": "all_gather", "sendrecv": "send/recv (one way)"}
 
 
@@ -29,16 +30,23 @@ def size_label(n: int) -> str:
 
 
 def points(results: dict[str, Any]) -> dict[tuple[str, str, str, int], dict[str, Any]]:
-    """(system, op, dtype, bytes) -> latency_s, Bps, n, ok, from rank 0's samples."""
-    out = {}
+    """(system, op, dtype, bytes) -> latency_s, Bps, n, ok: rank 0's samples of every
+    pass of that case, together."""
+    merged: dict[tuple[str, str, str, int], dict[str, Any]] = {}
     for line in results.get("collectives", []):
         if line["rank"] != 0 or not line["samples_ns"]:
             continue
-        half = 2 if line["op"] == "sendrecv" else 1
-        lat = statistics.median(line["samples_ns"]) / half / 1e9
-        moved = line["bytes"] * (line["size"] - 1) if line["op"] == "all_gather" else line["bytes"]
-        out[(line["system"], line["op"], line["dtype"], line["bytes"])] = {
-            "latency_s": lat, "Bps": moved / lat, "n": len(line["samples_ns"]), "ok": line["ok"]}
+        key = (line["system"], line["op"], line["dtype"], line["bytes"])
+        m = merged.setdefault(key, {"samples": [], "ok": True, "size": line["size"]})
+        m["samples"] += line["samples_ns"]
+        m["ok"] = m["ok"] and line["ok"]
+    out = {}
+    for (system, op, dtype, size), m in merged.items():
+        half = 2 if op == "sendrecv" else 1
+        lat = statistics.median(m["samples"]) / half / 1e9
+        moved = size * (m["size"] - 1) if op == "all_gather" else size
+        out[(system, op, dtype, size)] = {"latency_s": lat, "Bps": moved / lat, "n": len(m["samples"]),
+                                          "ok": m["ok"]}
     return out
 
 
@@ -91,7 +99,8 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     bd, md = (dec.get(s, {}).get("tokens_per_s") for s in ("boltring", "mlx"))
     r = _ratio(bd, md)
     add("decode tokens/s vs MLX ring (2 ranks)", r, ">= 1.5x", None if r is None else r >= 1.5,
-        f"boltring {_tps(bd)}, MLX ring {_tps(md)}, one process {_tps(dec.get('single', {}).get('tokens_per_s'))}")
+        f"boltring {_tps(bd)}, MLX ring {_tps(md)}; bound without communication "
+        f"{_tps(dec.get('nocomm', {}).get('tokens_per_s'))}, one process {_tps(dec.get('single', {}).get('tokens_per_s'))}")
     seed = results.get("seed", {})
     r = seed.get("promoted_over_healthy")
     rate = seed.get("tokens_per_s", {})
@@ -162,23 +171,34 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         rows = []
         if "iperf3" in base:
             i = base["iperf3"]
+            lo, hi = i["spread_Bps"]
             rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]),
-                         f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}"])
+                         f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}; "
+                         f"mean of {i['runs']} runs ({_gb(lo)} .. {_gb(hi)})"])
         for row in base.get("sockperf", []):
+            runs = ", ".join(f"{x:.1f}" for x in row["p50_runs_us"])
             rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
-                         f"avg {row['avg_us']} us, {row['observations']} samples"])
+                         f"one way (half RTT), p50 of runs: {runs} us; {row['observations']} samples"])
         out.append(("link ceiling (node 0 <-> node 1, thunderbolt0)", ["tool", "size", "median", "detail"], rows))
     dec = results.get("decode", {})
     if dec:
-        rows = [[LABELS[s], str(d["ranks"]), _tps(d["tokens_per_s"]),
-                 " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])]
-                for s, d in dec.items() if isinstance(d, dict)]
+        rows = []
+        for s, d in dec.items():
+            if not isinstance(d, dict):
+                continue
+            note = " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])
+            if d.get("split"):
+                sp = d["split"]
+                note += (f"  | per token: {sp['eval_ms_per_token']:.1f} ms evaluating inputs, "
+                         f"{sp['all_sum_ms_per_token']:.1f} ms in {sp['all_sums_per_token']:.0f} all_sums "
+                         f"({sp['us_per_all_sum']:.0f} us each)")
+            rows.append([LABELS[s], str(d["ranks"]), _tps(d["tokens_per_s"]), note])
         seed = results.get("seed", {})
         for phase, rate in seed.get("tokens_per_s", {}).items():
             rows.append([f"boltring, {phase}", "2", _tps(rate),
                          " ".join(f"{r['tokens_per_s']:.0f}" for r in seed["phases"][phase])])
-        out.append(("decode: tiny Llama (bf16, hidden 256, 16 layers)", ["system", "ranks", "median", "rounds"],
-                    rows))
+        out.append(("decode: tiny Llama (bf16, hidden 256, 16 layers), 64 tokens a round",
+                    ["system", "ranks", "median", "tokens/s of each round"], rows))
     kern = results.get("kernels", [])
     if kern:
         rows = [[r["dtype"], size_label(r["bytes"]), f"{r['boltring_GBps']:.2f} GB/s",
@@ -231,7 +251,8 @@ def write_json(results: dict[str, Any], path: Path) -> None:
 # -------------------------------------------------------------------- plot
 
 STYLE = {"bfloat16": "-", "float16": "--", "float32": ":"}
-COLOR = {"boltring": "tab:blue", "mlx": "tab:orange", "ceiling": "tab:gray"}
+COLOR = {"boltring": "tab:blue", "mlx": "tab:orange", "ceiling": "tab:gray", "single": "tab:green",
+         "nocomm": "tab:olive"}
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -248,22 +269,22 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for row, op in enumerate(("all_sum", "all_gather", "sendrecv")):
         lat_ax, bw_ax = axes[row]
         for system in ("boltring", "mlx"):
-            for dtype in STYLE:
+            for dtype, style in STYLE.items():
                 keys = sorted(k for k in p if k[0] == system and k[1] == op and k[2] == dtype)
                 if not keys:
                     continue
                 xs = [k[3] for k in keys]
                 label = f"{LABELS[system]} {dtype}"
-                lat_ax.plot(xs, [p[k]["latency_s"] * 1e6 for k in keys], STYLE[dtype], marker="o", ms=3,
+                lat_ax.plot(xs, [p[k]["latency_s"] * 1e6 for k in keys], style, marker="o", ms=3,
                             color=COLOR[system], label=label)
-                bw_ax.plot(xs, [p[k]["Bps"] / 1e9 for k in keys], STYLE[dtype], marker="o", ms=3,
+                bw_ax.plot(xs, [p[k]["Bps"] / 1e9 for k in keys], style, marker="o", ms=3,
                            color=COLOR[system], label=label)
         if sock and op != "all_gather":
             lat_ax.plot([r["bytes"] for r in sock], [r["p50_us"] for r in sock], "s", color=COLOR["ceiling"],
                         label="sockperf TCP ping-pong, one way (p50)")
         if ip:
             bw_ax.axhline(ip / 1e9, color=COLOR["ceiling"], ls="-.", label="iperf3 --bidir, per direction")
-            sizes = sorted({k[3] for k in p if k[1] == op})
+            sizes = sorted({k[3] for k in p if k[1] == op and k[3] >= 64 * KiB})
             if sizes and op != "all_gather":
                 lat_ax.plot(sizes, [s / ip * 1e6 for s in sizes], "-.", color=COLOR["ceiling"], lw=0.8,
                             label="size / iperf3 rate")
@@ -314,7 +335,7 @@ def _annotate(lat_ax: Any, bw_ax: Any, p: dict[Any, Any], op: str, ip: float | N
 def _decode_bars(ax: Any, results: dict[str, Any]) -> None:
     dec, seed = results.get("decode", {}), results.get("seed", {}).get("tokens_per_s", {})
     names, vals, colors = [], [], []
-    for s in ("single", "boltring", "mlx"):
+    for s in ("single", "nocomm", "boltring", "mlx"):
         if isinstance(dec.get(s), dict):
             names.append(LABELS[s] + (" (1 rank)" if s == "single" else " (2 ranks)"))
             vals.append(dec[s]["tokens_per_s"])

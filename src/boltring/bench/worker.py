@@ -115,8 +115,35 @@ class MlxComm(Comm):
         return y
 
 
+class Unconnected:
+    """The no-communication bound: a stand-in group that shards like a real one of
+    `size` ranks, while every collective returns its input (no bytes move, no
+    waiting for a peer).  Its decode speed is what any transport could reach at
+    best on this machine."""
+
+    def __init__(self, rank: int, size: int):
+        self._rank, self._size = rank, size
+
+    def rank(self) -> int:
+        return self._rank
+
+    def size(self) -> int:
+        return self._size
+
+    def all_sum(self, x: mx.array) -> mx.array:
+        return x
+
+
+class NoComm(Comm):
+    def __init__(self, spec: dict[str, Any], rank: int):
+        self.rank, self.size = rank, spec["ranks"]
+        self.group = Unconnected(rank, self.size)
+
+
 def connect(spec: dict[str, Any], rank: int) -> Comm:
     system = spec["system"]
+    if system == "nocomm":
+        return NoComm(spec, rank)
     if system == "boltring":
         return BoltComm(spec, rank)
     if system == "mlx":
@@ -213,33 +240,71 @@ def collectives(comm: Comm, spec: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------ decode
 
-def _route_mlx_through(group: Any) -> None:
-    """Make mlx-lm's `mx.distributed.all_sum(x, group=g)` run on the boltring group."""
-    try:
-        import boltring.mlx as bmlx  # the real integration, when this tree has it
-    except ImportError:
-        bmlx = None
-    if bmlx is not None:
-        bmlx.use(group)
-        return
+def _route_mlx_through(group: Any) -> str:
+    """Make mlx-lm's `mx.distributed.all_sum(x, group=g)` run on `group`; returns
+    what does the routing."""
+    if not isinstance(group, Unconnected):
+        try:
+            import boltring.mlx as bmlx  # the real integration, when this tree has it
+        except ImportError:
+            bmlx = None
+        if bmlx is not None:
+            bmlx.use(group)
+            return "boltring.mlx.use"
     # A minimal stand-in: only the collectives mlx-lm's sharded Llama calls.
-    import boltring
-
     originals = {name: getattr(mx.distributed, name) for name in ("all_sum", "all_gather")}
 
     def routed(name: str) -> Any:
         def call(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-            if isinstance(group, boltring.Group):
+            if group is not None and not isinstance(group, mx.distributed.Group):
                 return getattr(group, name)(x)
             return originals[name](x, group=group, stream=stream)
         return call
 
     for name in originals:
         setattr(mx.distributed, name, routed(name))
+    return "boltring.bench.worker (minimal all_sum/all_gather routing)"
 
 
-def _decode_round(model: Any, prompt: list[int], steps: int) -> tuple[list[int], float]:
-    """Prefill `prompt` (untimed), then `steps` greedy tokens; (tokens, seconds)."""
+class Split:
+    """Where a boltring rank's decode time goes: evaluating each all_sum's input
+    (MLX computing the layer so far) and the all_sum itself (waiting for the peer,
+    moving bytes, reducing, boltring's Python)."""
+
+    def __init__(self) -> None:
+        from boltring import collectives
+
+        self.eval_s = self.comm_s = 0.0
+        self.count = 0
+        inner = collectives.all_reduce
+
+        def all_reduce(group: Any, x: mx.array, op: int) -> mx.array:
+            t0 = time.perf_counter()
+            memoryview(x)  # evaluates x, as the collective would
+            t1 = time.perf_counter()
+            y = inner(group, x, op)
+            self.eval_s += t1 - t0
+            self.comm_s += time.perf_counter() - t1
+            self.count += 1
+            return y
+
+        collectives.all_reduce = all_reduce  # Group looks it up at call time
+
+    def reset(self) -> None:
+        self.eval_s = self.comm_s = 0.0
+        self.count = 0
+
+    def take(self, tokens: int) -> dict[str, float]:
+        out = {"eval_ms_per_token": self.eval_s / tokens * 1e3, "all_sum_ms_per_token": self.comm_s / tokens * 1e3,
+               "all_sums_per_token": self.count / tokens,
+               "us_per_all_sum": self.comm_s / self.count * 1e6 if self.count else 0.0}
+        self.reset()
+        return out
+
+
+def _decode_round(model: Any, prompt: list[int], steps: int, started: Any = None) -> tuple[list[int], float]:
+    """Prefill `prompt` (untimed), then `steps` greedy tokens; (tokens, seconds).
+    `started` is called when the timed part starts."""
     from mlx_lm.models.cache import make_prompt_cache
 
     cache = make_prompt_cache(model)
@@ -247,6 +312,8 @@ def _decode_round(model: Any, prompt: list[int], steps: int) -> tuple[list[int],
     token = mx.argmax(logits)
     mx.eval(token)
     out = []
+    if started is not None:
+        started()
     t0 = time.perf_counter()
     for _ in range(steps):
         logits = model(token.reshape(1, 1), cache=cache)[0, -1]
@@ -267,21 +334,23 @@ def decode(comm: Comm, spec: dict[str, Any]) -> None:
     m = spec["model"]
     t0 = time.perf_counter()
     llama = tiny.build(seed=m["seed"], hidden=m["hidden"], layers=m["layers"])
+    routing = None
     if comm.size > 1:
-        if spec["system"] == "boltring":
-            _route_mlx_through(comm.group)
+        routing = _route_mlx_through(comm.group) if spec["system"] != "mlx" else "mx.distributed (MLX ring)"
         tiny.shard(llama, comm.group)
+    split = Split() if spec["system"] == "boltring" and spec.get("mode") != "seed" else None
     prompt = tiny.prompt(m["prompt"], m["seed"])
-    emit(type="model", built_s=time.perf_counter() - t0, builder=tiny.BUILDER, shim=tiny.shim_name())
+    emit(type="model", built_s=time.perf_counter() - t0, builder=tiny.BUILDER, routing=routing)
     if spec.get("mode") == "seed":
         seed_rounds(comm, llama, prompt, spec)
         return
     for i in range(spec["warmup"] + spec["rounds"]):
         if not gate():
             return
-        tokens, seconds = _decode_round(llama, prompt, m["tokens"])
+        tokens, seconds = _decode_round(llama, prompt, m["tokens"], split.reset if split else None)
         emit(type="decode", round=i, warmup=i < spec["warmup"], tokens=len(tokens), seconds=seconds,
-             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path())
+             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path(),
+             split=split.take(len(tokens)) if split else None)
 
 
 def seed_rounds(comm: Comm, llama: Any, prompt: list[int], spec: dict[str, Any]) -> None:
