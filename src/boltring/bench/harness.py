@@ -149,6 +149,7 @@ class Run:
             "facts": machine_facts(), "skipped": {}, "errors": [], "kernels": [], "baselines": {},
             "collectives": [], "decode": {}, "seed": {}, "stages_s": {},
             "load": {},  # 1-minute load average at the start and end of each stage
+            "launches": [],  # every set of rank processes: system, hostfiles, environment names
         }
         fl = self.lab.links()[0]
         self.pair = fl  # every 2-rank measurement runs over fast link 0, between nodes 0 and 1
@@ -180,7 +181,15 @@ class Run:
 
     def exo_hostfile(self, rank: int, port: int, ranks: int) -> list[list[str]]:
         """The MLX ring hostfile exo writes for `rank`: its own entry 0.0.0.0, each
-        ring neighbour's fast address on the link they share, a placeholder otherwise."""
+        ring neighbour's fast address on the link they share, a placeholder otherwise.
+
+        MLX's ring (mlx/distributed/ring/ring.cpp) reads a JSON list, one entry per
+        rank, each a list of "ip:port": a rank binds and listens on every address
+        of its own entry (one connection each) and connects to every address of
+        rank+1.  So an entry must hold only what the rank can bind (0.0.0.0 does),
+        and a second address for a peer means a second connection that MLX splits
+        traffic over: listing the tailscale0 address as well would send part of
+        every collective over the slow path."""
         if ranks == 2:
             return [[f"0.0.0.0:{port}"] if r == rank else [f"{self.pair.addr(r)}:{port}"] for r in (0, 1)]
         out = []
@@ -205,6 +214,12 @@ class Run:
                                                       self.exo_hostfile(r, port, ranks)),
                               MLX_RANK=str(r))
         spec_path = self.write(f"spec-{port}.json", spec)
+        self.results["launches"].append({
+            "system": system, "ranks": ranks, "job": spec["job"], "port": port,
+            "hostfile": json.loads(Path(spec["hostfile"]).read_text()) if "hostfile" in spec else None,
+            "mlx_hostfiles": [json.loads(Path(e["MLX_HOSTFILE"]).read_text()) for e in env]
+            if system == "mlx" else None,
+            "env": sorted({k for e in env for k in e})})
         procs = [self.procs.spawn(r, [sys.executable, "-m", "boltring.bench.worker", spec_path, str(r)],
                                   name=f"{system} rank {r}", env=env[r], json_lines=True, stdin=stdin)
                  for r in range(ranks)]
@@ -403,7 +418,7 @@ class Run:
         spec = {"job": "decode", "mode": "seed", "max_s": 150,
                 "model": {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8},
                 "fast_tokens": 16, "slow_tokens": 2, "fast_iface": fast_if}
-        want = 3 if self.opts.quick else 5
+        want = 3 if self.opts.quick else 8
         phases = {"healthy": [], "fallback": [], "promoted": []}
         marks: dict[str, float] = {}
         with self.ui.task("seed in miniature: healthy, broken, healed", 3) as advance:
