@@ -71,7 +71,7 @@ class Options:
     # how hard each stage works
     @property
     def budget_s(self) -> float:
-        return 0.15 if self.quick else 0.35
+        return 0.15 if self.quick else 0.7
 
     @property
     def min_iters(self) -> int:
@@ -87,7 +87,7 @@ class Options:
 
     @property
     def decode_rounds(self) -> int:
-        return 2 if self.quick else 3
+        return 2 if self.quick else 5
 
 
 def machine_facts() -> dict[str, Any]:
@@ -151,6 +151,7 @@ class Run:
             "load": {},  # 1-minute load average at the start and end of each stage
             "launches": [],  # every set of rank processes: system, hostfiles, environment names
         }
+        self.control: Lab | None = None  # the seed stage's second lab
         fl = self.lab.links()[0]
         self.pair = fl  # every 2-rank measurement runs over fast link 0, between nodes 0 and 1
 
@@ -199,8 +200,10 @@ class Run:
                        [f"{shared.addr(p)}:{port}"] if shared else ["198.51.100.1:9"])
         return out
 
-    def start_ranks(self, system: str, ranks: int, spec: dict[str, Any], *, stdin: bool = False) -> list[Any]:
-        """Start `ranks` worker processes of `system` with `spec`; returns them once formed."""
+    def start_ranks(self, system: str, ranks: int, spec: dict[str, Any], *, stdin: bool = False,
+                    lab: Lab | None = None) -> list[Any]:
+        """Start `ranks` worker processes of `system` with `spec` (in `lab`, default the
+        main one); returns them once formed."""
         port = self.next_port()
         spec = {**spec, "system": system, "ranks": ranks}
         env: list[dict[str, str]] = [dict(MALLOC_CACHE_ENV) if self.opts.malloc_cache else {}
@@ -221,7 +224,8 @@ class Run:
             if system == "mlx" else None,
             "env": sorted({k for e in env for k in e})})
         procs = [self.procs.spawn(r, [sys.executable, "-m", "boltring.bench.worker", spec_path, str(r)],
-                                  name=f"{system} rank {r}", env=env[r], json_lines=True, stdin=stdin)
+                                  name=f"{system} rank {r}", env=env[r], json_lines=True, stdin=stdin,
+                                  lab=lab)
                  for r in range(ranks)]
         try:
             for p in procs:
@@ -413,37 +417,49 @@ class Run:
             d["same_tokens_boltring_mlx"] = d["boltring"]["ids"] == d["mlx"]["ids"]
 
     def seed(self) -> None:
-        """Healthy, after thunderbolt breaks (fallback), after it heals (re-promotion)."""
+        """The seed in miniature: boltring's decode healthy, after thunderbolt0 breaks
+        (fallback to tailscale0), and after it heals (re-promotion).
+
+        A control pair in a second lab, never broken, decodes in the rounds between
+        (alternating, never at once): its rate tracks what the rest of the machine
+        does to decode speed, so the phases can also be compared relative to it."""
         fast_if, slow_if = self.pair.iface(0), "tailscale0"
-        spec = {"job": "decode", "mode": "seed", "max_s": 150,
+        spec = {"job": "decode", "mode": "seed",
                 "model": {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8},
                 "fast_tokens": 16, "slow_tokens": 2, "fast_iface": fast_if}
         want = 3 if self.opts.quick else 8
-        phases = {"healthy": [], "fallback": [], "promoted": []}
+        phases: dict[str, list[dict[str, Any]]] = {"healthy": [], "fallback": [], "promoted": []}
         marks: dict[str, float] = {}
-        with self.ui.task("seed in miniature: healthy, broken, healed", 3) as advance:
-            procs = self.start_ranks("boltring", 2, spec, stdin=True)
-            lead, dialer = procs
-            try:
-                def rounds_on(iface: str, count: int, skip: int, timeout: float) -> list[dict[str, Any]]:
-                    """`count` rounds on `iface` (both ranks), after `skip` there."""
-                    got: list[dict[str, Any]] = []
-                    seen = 0
-                    end = time.monotonic() + timeout
-                    while len(got) < count:
-                        a = lead.until("seed", max(0.5, end - time.monotonic()))
-                        b = dialer.until("seed", max(0.5, end - time.monotonic()))
-                        if a["path"] == iface and b["path"] == iface:
-                            seen += 1
-                            if seen > skip:
-                                got.append({**a, "dialer_path": b["path"], "events": b["events"]})
-                        if time.monotonic() > end:
-                            raise WorkerError(f"seed: {len(got)} of {count} rounds on {iface} within "
-                                              f"{timeout:.0f} s (last paths {a['path']}, {b['path']})")
-                    return got
+        self.control = Lab(nodes=2, prefix=self.opts.prefix + "c")
+        with self.ui.status("control lab up, loading the tiny Llama in both"):
+            self.control.up()
+            subject = self.start_ranks("boltring", 2, spec, stdin=True)
+            control = self.start_ranks("boltring", 2, spec, stdin=True, lab=self.control)
+        try:
+            for p in (subject[0], control[0]):
+                p.until("model", 60)
 
-                lead.until("model", 60)
-                phases["healthy"] = rounds_on(fast_if, want, 2, 40)
+            def rounds_on(iface: str, count: int, skip: int, timeout: float) -> list[dict[str, Any]]:
+                """`count` subject rounds with both ranks on `iface` (after `skip` there),
+                each with the control round that follows it."""
+                got: list[dict[str, Any]] = []
+                seen = 0
+                end = time.monotonic() + timeout
+                while len(got) < count:
+                    if time.monotonic() > end:
+                        raise WorkerError(f"seed: {len(got)} of {count} rounds on {iface} within {timeout:.0f} s")
+                    a, b = self.step(subject, "seed", 60)
+                    c = self.step(control, "seed", 60)[0]
+                    if a["path"] == iface and b["path"] == iface:
+                        seen += 1
+                        if seen > skip:
+                            got.append({**a, "dialer_path": b["path"], "events": b["events"],
+                                        "control_tokens_per_s": c["tokens_per_s"],
+                                        "relative": a["tokens_per_s"] / c["tokens_per_s"]})
+                return got
+
+            with self.ui.task("seed in miniature: healthy, broken, healed (with a control pair)", 3) as advance:
+                phases["healthy"] = rounds_on(fast_if, want, 2, 60)
                 advance()
                 marks["break"] = time.time()
                 self.lab.break_link(1, self.pair.iface(1))
@@ -451,15 +467,14 @@ class Run:
                 advance()
                 marks["heal"] = time.time()
                 self.lab.heal(1, self.pair.iface(1))
-                phases["promoted"] = rounds_on(fast_if, want, 1, 40)
+                phases["promoted"] = rounds_on(fast_if, want, 1, 60)
                 advance()
-                lead.say("stop")
-                self.finish(procs, 30)
-            finally:
-                for p in procs:
-                    self.procs.stop(p)
-                if "heal" not in marks and "break" in marks:
-                    self.lab.heal(1, self.pair.iface(1))
+        finally:
+            for p in subject + control:
+                p.say("stop")
+            self.finish(subject + control, 15)
+            if "break" in marks and "heal" not in marks:
+                self.lab.heal(1, self.pair.iface(1))
         events = phases["promoted"][-1]["events"] if phases["promoted"] else []
         switch = {}
         for kind, mark in (("fallback", "break"), ("promote", "heal")):
@@ -467,9 +482,15 @@ class Run:
             if times:
                 switch[f"{kind}_after_s"] = min(times) - marks[mark]
         rate = {k: median([r["tokens_per_s"] for r in v]) for k, v in phases.items()}
-        self.results["seed"] = {"phases": phases, "tokens_per_s": rate, "marks": marks, "events": events,
-                                **switch, "promoted_over_healthy": rate["promoted"] / rate["healthy"]}
-        self.ui.note("seed: " + ", ".join(f"{k} {v:.1f} tokens/s" for k, v in rate.items()))
+        rel = {k: median([r["relative"] for r in v]) for k, v in phases.items()}
+        ctrl = {k: median([r["control_tokens_per_s"] for r in v]) for k, v in phases.items()}
+        self.results["seed"] = {
+            "phases": phases, "tokens_per_s": rate, "control_tokens_per_s": ctrl, "relative_to_control": rel,
+            "marks": marks, "events": events, **switch,
+            "promoted_over_healthy": rate["promoted"] / rate["healthy"],
+            "promoted_over_healthy_vs_control": rel["promoted"] / rel["healthy"]}
+        self.ui.note("seed: " + ", ".join(f"{k} {v:.1f} tokens/s" for k, v in rate.items())
+                     + " (control pair: " + ", ".join(f"{v:.1f}" for v in ctrl.values()) + ")")
 
     # ------------------------------------------------------------------- run
 
@@ -491,6 +512,8 @@ class Run:
     def close(self) -> None:
         self.procs.stop_all()
         self.lab.down()
+        if self.control is not None:
+            self.control.down()
         if not self.opts.keep_logs:
             for f in self.workdir.glob("*"):
                 f.unlink()

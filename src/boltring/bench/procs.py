@@ -93,11 +93,11 @@ class Procs:
         self._n = 0
 
     def spawn(self, node: int, argv: list[str], *, name: str, env: dict[str, str] | None = None,
-              json_lines: bool = False, stdin: bool = False) -> Proc:
+              json_lines: bool = False, stdin: bool = False, lab: Lab | None = None) -> Proc:
         self._n += 1
         log = self.workdir / f"{self._n:02d}-{name.replace(' ', '-')}.log"
         with open(log, "w") as err:
-            popen = self.lab.popen(node, argv, stdout=subprocess.PIPE if json_lines else subprocess.DEVNULL,
+            popen = (lab or self.lab).popen(node, argv, stdout=subprocess.PIPE if json_lines else subprocess.DEVNULL,
                                    stderr=err, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                                    text=True, env=dict(os.environ, **(env or {})))
         proc = Proc(popen, name, log, json_lines)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import sys
 import time
 from typing import Any
@@ -323,11 +322,6 @@ def _decode_round(model: Any, prompt: list[int], steps: int, started: Any = None
     return out, time.perf_counter() - t0
 
 
-def _stdin_says_stop() -> bool:
-    ready, _, _ = select.select([sys.stdin], [], [], 0)
-    return bool(ready) and sys.stdin.readline().strip() in ("stop", "")
-
-
 def decode(comm: Comm, spec: dict[str, Any]) -> None:
     from boltring.bench import model as tiny
 
@@ -354,19 +348,13 @@ def decode(comm: Comm, spec: dict[str, Any]) -> None:
 
 
 def seed_rounds(comm: Comm, llama: Any, prompt: list[int], spec: dict[str, Any]) -> None:
-    """Decode rounds until the harness says stop (a line on stdin, or EOF) or the
-    deadline passes.  Rank 0 picks each round's length from its path (short rounds
-    on a slow path, so a phase takes seconds, not minutes) and shares it."""
-    deadline = time.monotonic() + spec["max_s"]
+    """Decode rounds, one per go-ahead, while the harness breaks and heals the link.
+    Rank 0 picks each round's length from its path (short rounds on a slow path,
+    so a phase takes seconds, not minutes) and shares it."""
     fast, slow = spec["fast_tokens"], spec["slow_tokens"]
     i = 0
-    while True:
-        steps = 0
-        if comm.rank == 0 and time.monotonic() < deadline and not _stdin_says_stop():
-            steps = fast if comm.path() == spec["fast_iface"] else slow
-        steps = comm.agree(steps)
-        if steps == 0:
-            break
+    while gate():
+        steps = comm.agree(fast if comm.path() == spec["fast_iface"] else slow)
         tokens, seconds = _decode_round(llama, prompt, steps)
         emit(type="seed", round=i, t=time.time(), tokens=len(tokens), seconds=seconds,
              tokens_per_s=len(tokens) / seconds, path=comm.path(),
