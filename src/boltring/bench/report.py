@@ -175,9 +175,9 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         if "iperf3" in base:
             i = base["iperf3"]
             lo, hi = i["spread_Bps"]
-            rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]),
-                         f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}; "
-                         f"mean of {i['runs']} runs ({_gb(lo)} .. {_gb(hi)})"])
+            detail = (f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}; "
+                      f"mean of {i['runs']} runs ({_gb(lo)} .. {_gb(hi)})")
+            rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]), detail])
         for row in base.get("sockperf", []):
             runs = ", ".join(f"{x:.1f}" for x in row["p50_runs_us"])
             rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
