@@ -74,8 +74,12 @@ class Options:
         return 0.15 if self.quick else 0.7
 
     @property
+    def passes(self) -> int:
+        return 2 if self.quick else 4
+
+    @property
     def min_iters(self) -> int:
-        return 3 if self.quick else 5
+        return 4 if self.quick else 8
 
     @property
     def max_iters(self) -> int:
@@ -259,11 +263,10 @@ class Run:
 
     def kernels(self) -> None:
         sizes = [16 * KiB, MiB, 64 * MiB]
-        names = ["float32", "float16", "bfloat16"]
-        with self.ui.task("reduce kernels vs numpy", len(names)) as advance:
-            for name in names:
-                rows = kernels.measure(sizes, [name], budget_s=0.1 if self.opts.quick else 0.25)
-                self.results["kernels"] += rows
+        with self.ui.task("reduce kernels vs numpy", len(sizes)) as advance:
+            for size in sizes:
+                self.results["kernels"] += kernels.measure([size], ["float32", "float16", "bfloat16"],
+                                                           budget_s=0.1 if self.opts.quick else 0.3)
                 advance()
 
     def baselines(self, sizes: list[int] | None = None, label: str = "before") -> None:
@@ -313,17 +316,20 @@ class Run:
             self.results["baselines"]["sockperf"] = rows
 
     def cases(self) -> list[dict[str, Any]]:
-        """Every (op, dtype, size) twice, as passes 0 and 1 with half the budget each:
-        the collectives run them in ABBA order (A B for pass 0, B A for pass 1)."""
+        """Every (op, dtype, size) as `passes` consecutive passes sharing the budget:
+        the collectives run them in ABBA order (A B, then B A, ...), so load that
+        comes and goes on a shared machine falls on both systems alike."""
+        passes = self.opts.passes
         out = []
         for op in OPS:
             for dtype in (self.opts.dtypes if op == "all_sum" else self.opts.dtypes[:1]):
                 for size in self.opts.sizes:
                     warmup = 2 if size >= 16 * MiB else 3 if size >= MiB else 10
-                    for p in (0, 1):
-                        out.append({"op": op, "dtype": dtype, "bytes": size, "warmup": warmup, "pass": p,
-                                    "budget_s": self.opts.budget_s / 2, "min_iters": self.opts.min_iters,
-                                    "max_iters": self.opts.max_iters // 2})
+                    for p in range(passes):
+                        out.append({"op": op, "dtype": dtype, "bytes": size, "pass": p,
+                                    "warmup": warmup if p == 0 else max(1, warmup // 2),
+                                    "budget_s": self.opts.budget_s / passes, "min_iters": self.opts.min_iters,
+                                    "max_iters": max(self.opts.min_iters, self.opts.max_iters // passes)})
         return out
 
     def collectives(self) -> None:
@@ -348,7 +354,7 @@ class Run:
                         for line in lines:
                             line["system"] = system
                         self.results["collectives"] += lines
-                        if case["pass"] == 1:
+                        if case["pass"] == self.opts.passes - 1:
                             self.ui.case(system, lines[0])
                         advance()
         finally:

@@ -37,38 +37,45 @@ def _arrays(name: str, nbytes: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ones(n, store), np.full(n, 0.25, store)
 
 
-def _time(fn: Any, budget_s: float, min_iters: int, max_iters: int) -> list[int]:
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - t0, 1e-7)
-    iters = max(min_iters, min(max_iters, int(budget_s / once)))
-    clock = time.perf_counter_ns
-    out = []
-    for _ in range(iters):
-        t = clock()
-        fn()
-        out.append(clock() - t)
-    return out
-
-
 def measure(sizes: list[int], dtypes: list[str], *, budget_s: float = 0.2, min_iters: int = 5,
             max_iters: int = 2000) -> list[dict[str, Any]]:
-    """One row per (dtype, size): boltring's and numpy's samples and GB/s (bytes of `dst`/s)."""
+    """One row per (dtype, size): boltring's and numpy's samples and GB/s (bytes of
+    `dst` per second).  At each size the kernels take turns in short bursts (warm
+    caches within a burst), so the ratios (boltring/numpy, bfloat16/float32)
+    compare the same moments of a shared machine."""
     rows = []
-    for name in dtypes:
-        code, store, npadd = KINDS[name]
-        item = np.dtype(store).itemsize
-        for nbytes in sizes:
+    clock = time.perf_counter_ns
+    for nbytes in sizes:
+        runs: list[tuple[dict[str, Any], str, Any]] = []
+        for name in dtypes:
+            code, store, npadd = KINDS[name]
+            item = np.dtype(store).itemsize
+            row: dict[str, Any] = {"dtype": name, "bytes": nbytes, "boltring_ns": []}
             a, b = _arrays(name, nbytes)
-            bolt = _time(lambda a=a, b=b, code=code, item=item: _core.reduce(_core.REDUCE_SUM, code, item, a, b),
-                         budget_s, min_iters, max_iters)
-            row: dict[str, Any] = {"dtype": name, "bytes": nbytes, "boltring_ns": bolt,
-                                   "boltring_GBps": nbytes / statistics.median(bolt)}
+            runs.append((row, "boltring_ns",
+                         lambda a=a, b=b, code=code, item=item: _core.reduce(_core.REDUCE_SUM, code, item, a, b)))
             if npadd is not None:
                 a2, b2 = _arrays(name, nbytes)
-                ref = _time(lambda a2=a2, b2=b2: np.add(a2, b2, out=a2), budget_s, min_iters, max_iters)
-                row.update(numpy_ns=ref, numpy_GBps=nbytes / statistics.median(ref))
-                row["ratio"] = row["boltring_GBps"] / row["numpy_GBps"]
+                row["numpy_ns"] = []
+                runs.append((row, "numpy_ns", lambda a2=a2, b2=b2: np.add(a2, b2, out=a2)))
             rows.append(row)
+        for _, _, fn in runs:  # warm up, and size the loop
+            fn()
+        t0 = clock()
+        for _, _, fn in runs:
+            fn()
+        per_turn = max(clock() - t0, 1) / 1e9
+        iters = max(min_iters, min(max_iters, int(budget_s / per_turn)))
+        burst = 10 if nbytes < 16 << 20 else 1
+        for _ in range(max(1, iters // burst)):
+            for row, key, fn in runs:
+                for _ in range(burst):
+                    t = clock()
+                    fn()
+                    row[key].append(clock() - t)
+        for row, _, _ in runs:
+            row["boltring_GBps"] = nbytes / statistics.median(row["boltring_ns"])
+            if "numpy_ns" in row:
+                row["numpy_GBps"] = nbytes / statistics.median(row["numpy_ns"])
+                row["ratio"] = row["boltring_GBps"] / row["numpy_GBps"]
     return rows

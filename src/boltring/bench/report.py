@@ -300,9 +300,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
                    title=f"{OP_TITLES[op]}: latency")
         bw_ax.set(xscale="log", yscale="log", xlabel="bytes per rank", ylabel="GB/s (median)",
                   title=f"{OP_TITLES[op]}: bandwidth")
-        for ax in (lat_ax, bw_ax):
+        for ax, where in ((lat_ax, "upper left"), (bw_ax, "lower right")):
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=7, loc="best")
+            ax.legend(fontsize=7, loc=where)
     _decode_bars(axes[3][0], results)
     _kernel_bars(axes[3][1], results)
     fig.suptitle(f"boltring vs MLX ring vs the raw link — {facts.get('date', '')}\n"
@@ -347,9 +347,10 @@ def _decode_bars(ax: Any, results: dict[str, Any]) -> None:
             names.append(LABELS[s] + (" (1 rank)" if s == "single" else " (2 ranks)"))
             vals.append(dec[s]["tokens_per_s"])
             colors.append(COLOR.get(s, "tab:green"))
-    for phase in ("healthy", "fallback", "promoted"):
+    for phase, label in (("healthy", "seed: healthy"), ("fallback", "seed: on tailscale0"),
+                         ("promoted", "seed: re-promoted")):
         if phase in seed:
-            names.append(f"boltring {phase}")
+            names.append(f"boltring {label}")
             vals.append(seed[phase])
             colors.append("tab:cyan" if phase != "fallback" else "tab:red")
     if not vals:
@@ -360,8 +361,7 @@ def _decode_bars(ax: Any, results: dict[str, Any]) -> None:
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v:.1f}", va="center", fontsize=8)
     ax.invert_yaxis()
     ax.set(xlabel="tokens/s (median of rounds)",
-           title="decode: tiny Llama bf16, hidden 256, 16 layers, 64 tokens\n"
-                 "seed in miniature: thunderbolt0 removed (fallback to tailscale0), then restored")
+           title="decode, tiny Llama (bf16, hidden 256, 16 layers)\nseed: thunderbolt0 removed, then restored")
 
 
 def _kernel_bars(ax: Any, results: dict[str, Any]) -> None:
@@ -376,5 +376,5 @@ def _kernel_bars(ax: Any, results: dict[str, Any]) -> None:
     ax.bar([x + 0.2 for x in xs], [r.get("numpy_GBps", 0) for r in rows], 0.4, label="numpy np.add(out=a)",
            color=COLOR["ceiling"])
     ax.set_xticks(list(xs), labels, fontsize=7)
-    ax.set(ylabel="GB/s of dst", title="reduce kernels, sum in place (numpy has no bfloat16)")
+    ax.set(ylabel="GB/s of dst", title="reduce kernels, sum in place\n(numpy has no bfloat16)")
     ax.legend(fontsize=7)
