@@ -38,6 +38,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("bench-results"),
                    help="directory for the JSON file and plot (default %(default)s)")
     p.add_argument("--plot", type=Path, help="also write the plot here (e.g. docs/bench.png)")
+    p.add_argument("--summary", type=Path,
+                   help="also write the run without its samples here (e.g. docs/bench-summary.json)")
     p.add_argument("--sizes", type=lambda s: [_size(x) for x in s.split(",")],
                    help="comma-separated sizes per rank, e.g. 64,16K,1M,64M")
     p.add_argument("--dtypes", type=lambda s: s.split(","), help="comma-separated, e.g. bfloat16,float32")
@@ -75,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
     json_path = opts.out / f"bench-{stamp}.json"
     png_path = opts.out / f"bench-{stamp}.png"
     report.write_json(results, json_path)
+    if args.summary:
+        report.write_json(report.summary(results), args.summary)
     from boltring.bench.ui import UI
 
     ui = UI.make()

@@ -250,6 +250,21 @@ def show(results: dict[str, Any], ui: Any) -> None:
         ui.warn(f"skipped {what}: {why}")
 
 
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The run without its samples: medians, ceilings, decode, seed, targets, facts
+    (small enough to keep in the repository next to the plot)."""
+    pts = [{"system": k[0], "op": k[1], "dtype": k[2], "bytes": k[3], "latency_us": round(v["latency_s"] * 1e6, 2),
+            "GBps": round(v["Bps"] / 1e9, 4), "samples": v["n"], "ok": v["ok"]} for k, v in sorted(points(results).items())]
+    base = {k: v for k, v in results.get("baselines", {}).items() if k != "runs"}
+    dec = {s: {k: v for k, v in d.items() if k not in ("rounds", "ids")} if isinstance(d, dict) else d
+           for s, d in results.get("decode", {}).items()}
+    seed = {k: v for k, v in results.get("seed", {}).items() if k not in ("phases", "events")}
+    kern = [{k: v for k, v in r.items() if not k.endswith("_ns")} for r in results.get("kernels", [])]
+    keep = ("schema", "command", "options", "facts", "skipped", "errors", "stages_s", "load", "total_s")
+    return {**{k: results.get(k) for k in keep}, "collectives": pts, "baselines": base, "decode": dec,
+            "seed": seed, "kernels": kern, "targets": results.get("targets", [])}
+
+
 def write_json(results: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1))
