@@ -171,18 +171,9 @@ class Run:
         return str(path)
 
     def hostfile_pair(self, port: int) -> list[list[str]]:
-        """2 ranks over link 0: each rank's fast address, then its slow one."""
+        """2 ranks over link 0: each rank's fast address, then its slow one (for N >= 3
+        ranks boltring gets `Lab.hostfile`: MLX's per-rank format, fast then slow)."""
         return [[f"{self.pair.addr(r)}:{port}", f"{self.lab.slow_addr(r)}:{port}"] for r in (0, 1)]
-
-    def hostfile_ring(self, port: int, ranks: int) -> list[list[str]]:
-        """N >= 3 ranks for boltring: every fast address of each rank, then its slow one.
-
-        Not MLX's per-rank format (`Lab.hostfile`: rank r's address on its link to
-        rank r-1): boltring's dialer is the higher rank of each pair, so with that
-        file ranks 1 -> 0 and 2 -> 1 find no directly reachable fast address and
-        settle on tailscale0 (measured: 85 ms per 16 KiB all_sum instead of 0.9 ms)."""
-        return [[f"{self.lab.fast_addr(r, i)}:{port}" for i in self.lab.fast_ifaces(r)]
-                + [f"{self.lab.slow_addr(r)}:{port}"] for r in range(ranks)]
 
     def exo_hostfile(self, rank: int, port: int, ranks: int) -> list[list[str]]:
         """The MLX ring hostfile exo writes for `rank`: its own entry 0.0.0.0, each
@@ -214,7 +205,7 @@ class Run:
                                      for _ in range(ranks)]
         if system == "boltring":
             spec["hostfile"] = self.write(f"hosts-{port}.json", self.hostfile_pair(port) if ranks == 2
-                                          else self.hostfile_ring(port, ranks))
+                                          else self.lab.hostfile(port))
         elif system == "mlx":
             for r in range(ranks):
                 env[r].update(MLX_HOSTFILE=self.write(f"mlx-hosts-{port}-{r}.json",
