@@ -319,7 +319,8 @@ class Run:
                     for p in range(passes):
                         out.append({"op": op, "dtype": dtype, "bytes": size, "pass": p,
                                     "warmup": warmup if p == 0 else max(1, warmup // 2),
-                                    "budget_s": self.opts.budget_s / passes, "min_iters": self.opts.min_iters,
+                                    "budget_s": self.opts.budget_s / passes,
+                                    "min_iters": max(2, -(-self.opts.min_iters // passes)),
                                     "max_iters": max(self.opts.min_iters, self.opts.max_iters // passes)})
         return out
 
