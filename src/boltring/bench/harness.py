@@ -1,15 +1,21 @@
 """`boltring bench`: boltring, MLX's ring and the raw link, measured in one run.
 
-Everything runs in one lab (a unique prefix, removed at the end even on Ctrl-C):
+Everything runs in one lab (a unique prefix, removed at the end even on Ctrl-C;
+the seed stage adds a second one for its control pair):
 
 1. reduce kernels against numpy (this process);
-2. the link's ceiling: iperf3 --bidir and sockperf ping-pong between nodes 0 and 1;
+2. the link's ceiling: iperf3 --bidir and sockperf ping-pong between nodes 0 and 1,
+   before the collectives and again after them;
 3. collectives (all_sum, all_gather, send/recv ping-pong) by size and dtype, for
    boltring and for MLX's ring backend, ranks as processes in the lab nodes;
-4. decode of a tiny sharded Llama: one process, boltring, MLX's ring;
-5. the seed in miniature: boltring's decode while thunderbolt breaks and heals.
+4. decode of a tiny sharded Llama: one process, two ranks with no communication
+   (the bound for any transport), boltring, MLX's ring;
+5. the seed in miniature: boltring's decode while thunderbolt breaks and heals,
+   next to a control pair that is never broken.
 
-Systems run one after another, never at once; ratios come from the same run.
+Systems take turns (case by case in ABBA order, round by round), never run at
+once: on a shared machine, load that comes and goes falls on all of them alike,
+and every ratio compares measurements from the same minutes.
 """
 
 from __future__ import annotations
