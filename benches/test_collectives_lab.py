@@ -82,14 +82,24 @@ def run(benchmark, group: boltring.Group, op: int, nbytes: int, dtype: mx.Dtype 
     x = mx.full((max(1, nbytes // dtype.size),), 1, dtype)
     mx.eval(x)
     group.send(mx.array([op, dtypes.code(dtype), nbytes, rounds + warmup], mx.int32), 1)
+    # timed with the result evaluated, as `boltring bench` times both systems: a
+    # small 2-rank all_sum returns a lazy array (the reduce is left to MLX)
     if op == ALL_SUM:
-        fn = lambda: group.all_sum(x)
+        def fn() -> mx.array:
+            y = group.all_sum(x)
+            mx.eval(y)
+            return y
     elif op == ALL_GATHER:
-        fn = lambda: group.all_gather(x)
+        def fn() -> mx.array:
+            y = group.all_gather(x)
+            mx.eval(y)
+            return y
     else:
         def fn() -> mx.array:
             group.send(x, 1)
-            return group.recv_like(x, 1)
+            y = group.recv_like(x, 1)
+            mx.eval(y)
+            return y
     y = benchmark.pedantic(fn, rounds=rounds, warmup_rounds=warmup, iterations=1)
     if op == ALL_SUM:
         assert mx.all(y == 3).item()
