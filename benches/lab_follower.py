@@ -28,13 +28,13 @@ def main() -> int:
             dtype = dtypes.from_code(code)
             x = mx.full((max(1, nbytes // dtype.size),), 2, dtype)
             mx.eval(x)
-            for _ in range(count):
+            for _ in range(count):  # the same work as rank 0, results evaluated
                 if op == ALL_SUM:
-                    group.all_sum(x)
+                    mx.eval(group.all_sum(x))
                 elif op == ALL_GATHER:
-                    group.all_gather(x)
+                    mx.eval(group.all_gather(x))
                 else:
-                    group.recv_like(x, 0)
+                    mx.eval(group.recv_like(x, 0))
                     group.send(x, 0)
     finally:
         group.close()
