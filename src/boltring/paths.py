@@ -30,7 +30,8 @@ from typing import Any
 
 from boltring import _core, endpoint, handshake, links, memory
 from boltring.channel import Channel
-from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, Timeout
+from boltring.errors import (AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError,
+                             Timeout)
 from boltring import hostfile
 from boltring.hostfile import Address
 from boltring.policy import Candidate, Decision, PathPolicy
@@ -584,6 +585,10 @@ class PeerLink:
         """The data path failed under an operation: say so and pick the next path."""
         if isinstance(exc, PeerClosed):
             raise exc
+        if isinstance(exc, ProtocolError) and "truncated" not in str(exc):
+            # a frame other than the one expected is a desync or a lie, not a broken
+            # path: another path would not mend it (a truncated frame is a broken path)
+            raise ProtocolError(f"peer {self.peer}: {exc}") from exc
         with self.lock:
             for chan in self.stripes:
                 chan.close(goodbye=False)
