@@ -497,12 +497,12 @@ class PeerLink:
                         for chan, _ in self._incoming.pop(stale).values():
                             chan.close(goodbye=False)
                     break
+                if self.peer_gone is not None:
+                    raise self.peer_gone  # even with stripes: they lead nowhere now
                 if self.stripes:
                     return
                 if self.fatal is not None:
                     raise self.fatal
-                if self.peer_gone is not None:
-                    raise self.peer_gone
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "

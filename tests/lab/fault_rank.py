@@ -11,7 +11,7 @@ Every rank adds ((i % 61) + rank) for element i, so the expected sum is exact in
 every dtype (at most 4 ranks: under 256, which bfloat16 holds exactly).  Lines:
   {"formed": s, "iface", "listening", "authenticated", "pid", "fds", "threads", "rss"}
   {"t", "ops", "bad", "iface", "state", "fds", "threads", "rss", "events"}   every report_s
-  {"error": class, "msg", "t", "in_op": s, "cpu": s}      a BoltError (then it idles 2 s)
+  {"error": class, "msg", "t", "in_op": s, "cpu": s}      a BoltError (then it idles 2 s, closes)
   {"interrupted": t, "in_op": s} then {"closed": s, "threads": [...]}       on Ctrl-C
   {"done": true, "ops", "bad", "fds", "threads", "rss"}
 """
@@ -57,7 +57,7 @@ def main() -> int:
     hostfile, rank, opts = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     if opts.get("log"):
         import logging
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+        logging.basicConfig(level=getattr(logging, str(opts["log"]).upper(), logging.INFO), stream=sys.stderr,
                             format=f"%(asctime)s rank {rank} %(levelname)s %(message)s")
     t0 = time.monotonic()
     group = boltring.init(hostfile, rank, **opts.get("init", {}))
@@ -93,7 +93,7 @@ def main() -> int:
             if now - last >= report_s:
                 info = group.path(peer)
                 events = group.events()
-                say(t=now, ops=ops, bad=bad, iface=info.iface, state=info.state, fds=fds(),
+                say(t=now, started=started, ops=ops, bad=bad, iface=info.iface, state=info.state, fds=fds(),
                     threads=threading.active_count(), rss=rss(),
                     events=[e.__dict__ for e in events[seen:]])
                 seen = len(events)
@@ -105,6 +105,7 @@ def main() -> int:
         say(error=type(e).__name__, msg=str(e), t=now, in_op=now - started, cpu=time.process_time(),
             ops=ops, bad=bad)
         time.sleep(2.0)  # stay around to be measured
+        group.close()  # as a program that handles the error would
         return 1
     except KeyboardInterrupt:
         now = time.monotonic()

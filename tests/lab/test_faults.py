@@ -9,7 +9,7 @@ is checked against the exact expected sum.
   blackholed, both ranks raise by the group's deadline, idling meanwhile;
 - Ctrl-C in a 256 MiB all_sum: KeyboardInterrupt within 0.5 s, close() leaves no
   thread behind;
-- thunderbolt0 removed under a 64 MiB all_sum: it completes over tailscale0 with
+- thunderbolt0 removed under a 128 MiB all_sum: it completes over tailscale0 with
   the right result (fallback="allow"), or is LinkDown (fallback="never");
 - 20 flaps of thunderbolt0 under a decode-like loop: every result right, no fd,
   thread or namespace left over;
@@ -147,30 +147,37 @@ def test_ctrl_c_in_a_256_mib_all_sum_interrupts_within_half_a_second_and_close_c
 
 
 @pytest.mark.parametrize("fallback", ["allow", "never"])
-def test_thunderbolt0_removed_under_a_64_mib_all_sum(ranks, lab2, fallback):
-    opts = {"init": {"fallback": fallback, "timeout_s": 20.0}, "elems": 32 << 20, "dtype": "bfloat16",
+def test_thunderbolt0_removed_under_a_128_mib_all_sum(ranks, lab2, fallback):
+    opts = {"init": {"fallback": fallback, "timeout_s": 20.0}, "elems": 64 << 20, "dtype": "bfloat16",
             "report_s": 0.0, "seconds": 60}
     ws = ranks(opts, opts)
-    firsts = [w.wait_for(on("thunderbolt0"), 60) for w in ws]
-    time.sleep(0.1)  # inside the next all_sum
+    for w in ws:
+        w.wait_for(on("thunderbolt0"), 60)
+    # a fresh line: rank 1 has just started its next all_sum (0.2-0.3 s long on thunderbolt0)
+    ws[1].wait_for(lambda x: "ops" in x and time.monotonic() - x["t"] < 0.02, 30)
     t0 = time.monotonic()
     lab2.break_link(1)
+    t_broken = time.monotonic()
     if fallback == "allow":
-        # the all_sum under way completes over tailscale0, right; so do the next ones
-        after = [w.wait_for(lambda x: x.get("ops", 0) > f["ops"], 60) for w, f in zip(ws, firsts)]
-        nxt = [w.wait_for(lambda x: x.get("ops", 0) > a["ops"] and x["iface"] == "tailscale0", 60)
-               for w, a in zip(ws, after)]
-        print(f"\nallow: the all_sum under way completed {after[1]['t'] - t0:.2f} s after the break "
-              f"(on {after[1]['iface']}); next on {nxt[1]['iface']} at {nxt[1]['t'] - t0:.2f} s, every result right")
+        # the all_sum under way when thunderbolt0 vanished completes over tailscale0, right;
+        # so do the next ones
+        hit = [w.wait_for(lambda x: x.get("started", 1e18) <= t0 and t_broken <= x.get("t", 0), 60) for w in ws]
+        nxt = [w.wait_for(lambda x: x.get("started", 0) > t0 and x["iface"] == "tailscale0", 60) for w in ws]
+        print(f"\nallow: the all_sum under way (started {t0 - hit[1]['started']:.2f} s before the break) "
+              f"completed {hit[1]['t'] - t0:.2f} s after it, on {hit[1]['iface']}, right; the next one "
+              f"took {nxt[1]['t'] - nxt[1]['started']:.2f} s on {nxt[1]['iface']}")
+        assert hit[1]["iface"] == "tailscale0"
         assert any(e["kind"] == "fallback" for e in ws[1].events), ws[1].events
     else:
+        # the rank that lost the interface: LinkDown at once; its peer hears GOODBYE when
+        # it closes (the worker idles 2 s after an error first)
         err = ws[1].wait_for(has("error"), 25)
         other = ws[0].wait_for(has("error"), 25)
         print(f"\nnever: rank 1 {err['error']} after {err['t'] - t0:.2f} s: {err['msg'][:120]}; "
               f"rank 0 {other['error']} after {other['t'] - t0:.2f} s")
         assert err["error"] == "LinkDown" and "thunderbolt0" in err["msg"], err
         assert err["t"] - t0 < 3.0, err
-        assert other["error"] in ("LinkDown", "PeerClosed", "PeerLost", "Timeout"), other
+        assert other["error"] == "PeerClosed" and other["t"] - err["t"] < 4.0, other
 
 
 def test_20_flaps_under_a_decode_loop_leave_results_right_and_nothing_leaked(ranks, lab2):
