@@ -354,8 +354,10 @@ class PeerLink:
             log.debug("peer %d: probe connection ended: %s", self.peer, ended)
         with self._incoming_cv:
             self._probe_peers.discard(chan)
-            if not self._probe_peers and not self.closed and isinstance(ended, (PeerLost, PeerClosed)):
-                # every probe connection of the dialer ended: it closed, or it is gone
+            if not self.closed and (isinstance(ended, PeerClosed)
+                                    or (not self._probe_peers and isinstance(ended, PeerLost))):
+                # a GOODBYE on any probe connection: the dialer closed its group (its other
+                # probes may sit on a dead link); every probe connection ended: it is gone
                 self.peer_gone = ended if isinstance(ended, PeerClosed) else PeerLost(
                     f"peer {self.peer}: every connection ended without GOODBYE (the process died or "
                     "its host went away)")
