@@ -3,14 +3,15 @@
     python fault_rank.py HOSTFILE RANK '{"init": {...}, "elems": N, "dtype": "bfloat16", ...}'
 
 Options (all optional): init (boltring.init keywords), elems and dtype of each
-all_sum, seconds to run, report_s between status lines, sleep_s between
-operations, go (wait for a line on stdin before the loop), random (random sizes
+all_sum, seconds to run, report_ops (a status line every that many all_sums; the
+ranks agree there whether time is up, so they stop after the same one), sleep_s
+between operations, settle_s before the last line, go (wait for a line on stdin before the loop), random (random sizes
 and dtypes from a seed shared by every rank, for soak runs).
 
 Every rank adds ((i % 61) + rank) for element i, so the expected sum is exact in
 every dtype (at most 4 ranks: under 256, which bfloat16 holds exactly).  Lines:
   {"formed": s, "iface", "listening", "authenticated", "pid", "fds", "threads", "rss"}
-  {"t", "ops", "bad", "iface", "state", "fds", "threads", "rss", "events"}   every report_s
+  {"t", "started", "ops", "bad", "iface", "state", "fds", "threads", "rss", "events"}  every report_ops
   {"error": class, "msg", "t", "in_op": s, "cpu": s}      a BoltError (then it idles 2 s, closes)
   {"interrupted": t, "in_op": s} then {"closed": s, "threads": [...]}       on Ctrl-C
   {"done": true, "ops", "bad", "fds", "threads", "rss"}
@@ -73,14 +74,13 @@ def main() -> int:
     if opts.get("go"):
         say(ready=True)
         sys.stdin.readline()
-    seconds, report_s, sleep_s = float(opts.get("seconds", 60)), float(opts.get("report_s", 0.5)), \
+    seconds, report_ops, sleep_s = float(opts.get("seconds", 60)), int(opts.get("report_ops", 1)), \
         float(opts.get("sleep_s", 0.0))
     ops = bad = seen = 0
     end = time.monotonic() + seconds
-    last = time.monotonic()
-    started = last
+    started = time.monotonic()
     try:
-        while time.monotonic() < end:
+        while True:
             if "random" in opts:  # every rank draws the same case from the shared seed
                 elems = rng.choice([1, 7, 4096, 8192, rng.randrange(1, 1 << 16), rng.randrange(1, 1 << 21)])
                 mine, want = operands(elems, getattr(mx, rng.choice(DTYPES)), rank, n)
@@ -89,15 +89,17 @@ def main() -> int:
             ops += 1
             if not mx.array_equal(out, want).item():
                 bad += 1
-            now = time.monotonic()
-            if now - last >= report_s:
+            if ops % report_ops == 0:
+                now = time.monotonic()
                 info = group.path(peer)
                 events = group.events()
                 say(t=now, started=started, ops=ops, bad=bad, iface=info.iface, state=info.state, fds=fds(),
                     threads=threading.active_count(), rss=rss(),
                     events=[e.__dict__ for e in events[seen:]])
                 seen = len(events)
-                last = now
+                # every rank stops after the same operation: the first whose time is up decides
+                if group.all_max(mx.array(int(now >= end), mx.int32)).item():
+                    break
             if sleep_s:
                 time.sleep(sleep_s)
     except boltring.BoltError as e:
