@@ -60,6 +60,8 @@ def main() -> int:
         import logging
         logging.basicConfig(level=getattr(logging, str(opts["log"]).upper(), logging.INFO), stream=sys.stderr,
                             format=f"%(asctime)s rank {rank} %(levelname)s %(message)s")
+    if "cache_limit" in opts:  # bound MLX's buffer cache, so that RSS shows what is live
+        mx.set_cache_limit(int(opts["cache_limit"]))
     t0 = time.monotonic()
     group = boltring.init(hostfile, rank, **opts.get("init", {}))
     n = group.size()
@@ -98,7 +100,8 @@ def main() -> int:
                 info = group.path(peer)
                 events = group.events()
                 say(t=now, started=started, ops=ops, bad=bad, iface=info.iface, state=info.state, fds=fds(),
-                    threads=threading.active_count(), rss=rss(),
+                    threads=threading.active_count(), rss=rss(), mlx_active=mx.get_active_memory(),
+                    mlx_cache=mx.get_cache_memory(),
                     events=[e.__dict__ for e in events[seen:]])
                 seen = len(events)
                 # every rank stops after the same operation: the first whose time is up decides

@@ -32,7 +32,8 @@ def test_soak_random_sizes_and_dtypes_every_result_right_memory_flat(tmp_path, n
     with Lab(nodes=n, prefix=prefix) as lab:
         hostfile = tmp_path / "hosts.json"
         hostfile.write_text(json.dumps(lab.hostfile(58000 + n)))
-        opts = {"random": int(time.time()), "seconds": SOAK_S, "report_ops": 100, "warm": True}
+        opts = {"random": int(time.time()), "seconds": SOAK_S, "report_ops": 100, "warm": True,
+                "cache_limit": 0}
         ws = [Worker(lab, r, hostfile, opts, tmp_path) for r in range(n)]
         try:
             for w in ws:
@@ -47,10 +48,11 @@ def test_soak_random_sizes_and_dtypes_every_result_right_memory_flat(tmp_path, n
     assert lab_namespaces(prefix) == []
     rows = []
     for r, (w, b, d) in enumerate(zip(ws, base, done)):
-        last = [x for x in w.history if "rss" in x and "ops" in x][-1]
+        last = [x for x in w.history if "mlx_active" in x][-1]
         growth = (last["rss"] - b["rss"]) / b["rss"]
         rows.append(f"rank {r}: {d['ops']} all_sums, {d['bad']} wrong, RSS {b['rss'] / 2**20:.0f} -> "
-                    f"{last['rss'] / 2**20:.0f} MiB ({100 * growth:+.1f}%), fds {b['fds']} -> {d['fds']}, "
+                    f"{last['rss'] / 2**20:.0f} MiB ({100 * growth:+.1f}%, MLX active {last['mlx_active'] / 2**20:.0f} "
+                    f"MiB), fds {b['fds']} -> {d['fds']}, "
                     f"threads {b['threads']} -> {d['threads']}")
         assert d["bad"] == 0
         assert growth < 0.05, rows[-1]
