@@ -150,11 +150,14 @@ def test_ctrl_c_in_a_256_mib_all_sum_interrupts_within_half_a_second_and_close_c
 def test_thunderbolt0_removed_under_a_128_mib_all_sum(ranks, lab2, fallback):
     opts = {"init": {"fallback": fallback, "timeout_s": 20.0}, "elems": 64 << 20, "dtype": "bfloat16",
             "seconds": 60}
-    ws = ranks(opts, opts)
+    # rank 0 pauses 0.5 s before each all_sum, so rank 1 spends most of its time inside one
+    ws = ranks({**opts, "sleep_s": 0.5}, opts)
     for w in ws:
         w.wait_for(on("thunderbolt0"), 60)
-    # a fresh line: rank 1 has just started its next all_sum (0.2-0.3 s long on thunderbolt0)
+    # a fresh line: rank 1 is about to agree on going on (a tiny all_max) and start its
+    # next all_sum (0.5 s waiting for rank 0, then 0.2 s moving); 50 ms later it is inside
     ws[1].wait_for(lambda x: "ops" in x and time.monotonic() - x["t"] < 0.02, 30)
+    time.sleep(0.05)
     t0 = time.monotonic()
     lab2.break_link(1)
     t_broken = time.monotonic()
