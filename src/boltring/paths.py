@@ -476,7 +476,13 @@ class PeerLink:
                                      why=self.want_kind, reason=self.want_reason)
                 chans.append(chan)
             left = max(0.1, deadline - time.monotonic())
-            ack = json.loads(chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left))
+            raw = chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left)
+            try:
+                ack = json.loads(raw)
+            except (ValueError, RecursionError):
+                ack = None
+            if not isinstance(ack, dict):
+                raise ProtocolError(f"peer {self.peer}: its SWITCH acknowledgement is not a JSON object")
         except BaseException:
             for chan in chans:
                 chan.close(goodbye=False)

@@ -213,3 +213,61 @@ def test_a_flood_of_oversize_lengths_is_refused_and_the_group_goes_on(fake):
     grew = (second["rss"] - first["rss"]) / 2**20
     assert grew < 16, f"RSS grew {grew:.1f} MiB"
     print(f"\n300 oversize announcements refused in {flood_s:.2f} s; RSS +{grew:.1f} MiB")
+
+
+# ------------------------------------------------ a lying acceptor (fake rank 0)
+
+DIALER = textwrap.dedent(
+    """
+    import json, sys, time
+    import boltring
+    t0 = time.monotonic()
+    try:
+        boltring.init(sys.argv[1], 1, secret=%r, timeout_s=2.0, prefer_wait_s=0.5)
+        print(json.dumps({"formed": True}), flush=True)
+    except BaseException as e:
+        print(json.dumps({"error": type(e).__name__, "msg": str(e)[:300],
+                          "bolt": isinstance(e, boltring.BoltError), "after": time.monotonic() - t0}), flush=True)
+    """ % SECRET
+)
+
+
+@pytest.mark.parametrize("switch", [b"[" * 3000, b"[1, 2]", b"9" * 4400, b"\xff", b"[" * 5000])
+def test_a_lying_switch_ack_is_refused_as_a_boltring_error(tmp_path, switch):
+    """A fake rank 0 that authenticates, answers probes, then acknowledges the data
+    path with a SWITCH frame that is not a JSON object: the real rank 1 must end with
+    a BoltError by its deadline, never another exception."""
+    from boltring.channel import Listener
+    import threading
+
+    _port[0] += 10
+    port = _port[0]
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.2:{port + 1}"]]))
+    stop = threading.Event()
+
+    def serve(listener):
+        while not stop.is_set():
+            try:
+                chan = listener.accept(timeout=0.2)
+            except Exception:  # noqa: BLE001 - Timeout between connections
+                continue
+            try:
+                hello = handshake.accept(chan, lambda h: {"rank": 0, "world": 2, "addrs": []}, SECRET.encode(), 2)
+            except Exception:  # noqa: BLE001
+                chan.close(goodbye=False)
+                continue
+            if hello.get("role") == "probe":
+                threading.Thread(target=chan.answer_pings, args=(3.0,), daemon=True).start()
+            else:
+                chan.send_control(_core.KIND_SWITCH, switch)
+
+    with Listener(f"127.0.0.1:{port}", iface="lo") as listener:
+        t = threading.Thread(target=serve, args=(listener,), daemon=True)
+        t.start()
+        proc = subprocess.run([sys.executable, "-c", DIALER, str(hosts)], capture_output=True, text=True,
+                              timeout=30)
+        stop.set()
+        t.join(5)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out.get("bolt") is True and out["after"] < 5.0, out
