@@ -5,13 +5,16 @@
 Options (all optional): init (boltring.init keywords), elems and dtype of each
 all_sum, seconds to run, report_ops (a status line every that many all_sums; the
 ranks agree there whether time is up, so they stop after the same one), sleep_s
-between operations, settle_s before the last line, go (wait for a line on stdin before the loop), random (random sizes
-and dtypes from a seed shared by every rank, for soak runs).
+between operations, settle_s before the last line, go (wait for a line on stdin
+before the loop), random (sizes and dtypes drawn from a seed every rank shares),
+warm (first the largest size of each dtype), cache_limit (mx.set_cache_limit),
+log (a logging level for stderr).
 
 Every rank adds ((i % 61) + rank) for element i, so the expected sum is exact in
 every dtype (at most 4 ranks: under 256, which bfloat16 holds exactly).  Lines:
   {"formed": s, "iface", "listening", "authenticated", "pid", "fds", "threads", "rss"}
-  {"t", "started", "ops", "bad", "iface", "state", "fds", "threads", "rss", "events"}  every report_ops
+  {"t", "started", "ops", "bad", "iface", "state", "fds", "threads", "rss", "mlx_active",
+   "mlx_cache", "events"}                                   every report_ops all_sums
   {"error": class, "msg", "t", "in_op": s, "cpu": s}      a BoltError (then it idles 2 s, closes)
   {"interrupted": t, "in_op": s} then {"closed": s, "threads": [...]}       on Ctrl-C
   {"done": true, "ops", "bad", "fds", "threads", "rss"}
