@@ -1,7 +1,7 @@
 /* Unit tests for csrc/frame.c and csrc/xfer.c: header encoding and every
  * check, CRC32C, and bolt_run over socketpairs (round trips, each refusal of
  * a frame that is not the one expected, truncation, EOF, deadlines, slices
- * that resume, several ops on one socket, probes).
+ * that resume, several ops on one socket, reduce on completion, probes).
  *
  *   make -C tests/c test-frame      (and under ASan+UBSan: make -C tests/c check-asan)
  */
@@ -270,6 +270,34 @@ static void test_a_slice_keeps_progress(void)
     close(sv[1]);
 }
 
+static void test_a_received_frame_is_reduced_when_complete(void)
+{
+    int sv[2];
+    pair(sv);
+    float out[256], in[256], acc[256];
+    for (int i = 0; i < 256; i++) {
+        out[i] = (float)i;
+        acc[i] = 1.0f;
+    }
+    bolt_op ops[2];
+    bolt_op_send(&ops[0], sv[0], BOLT_KIND_DATA, BOLT_DT_F32, 0, out, sizeof out, 0);
+    bolt_op_recv(&ops[1], sv[1], BOLT_KIND_DATA, BOLT_DT_F32, 0, in, sizeof in, 1);
+    bolt_op_reduce(&ops[1], BOLT_SUM, BOLT_DT_F32, acc, in, 256);
+    CHECK_RC(bolt_run(ops, 2, in_ms(2000), -1, NULL), 0);
+    CHECK(acc[0] == 1.0f && acc[255] == 256.0f);
+    /* a refused frame is never reduced */
+    uint8_t f[BOLT_HEADER_SIZE + sizeof in];
+    memset(f, 0, sizeof f);
+    header(f, BOLT_KIND_DATA, BOLT_DT_F32, 1, sizeof in);
+    write_all(sv[0], f, sizeof f);
+    bolt_op_recv(&ops[1], sv[1], BOLT_KIND_DATA, BOLT_DT_F32, 0, in, sizeof in, 1);
+    bolt_op_reduce(&ops[1], BOLT_SUM, BOLT_DT_F32, acc, in, 256);
+    CHECK_RC(bolt_run(&ops[1], 1, in_ms(2000), -1, NULL), BOLT_ESEQ);
+    CHECK(acc[0] == 1.0f && acc[255] == 256.0f);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void test_limits_and_failed_index(void)
 {
     bolt_op ops[1];
@@ -323,6 +351,7 @@ int main(void)
     test_each_unexpected_frame_is_refused();
     test_truncation_eof_and_silence();
     test_a_slice_keeps_progress();
+    test_a_received_frame_is_reduced_when_complete();
     test_limits_and_failed_index();
     test_ping_and_answer();
     printf("test_frame: %d checks, %d failed\n", checks, failures);
