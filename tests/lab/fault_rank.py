@@ -70,7 +70,9 @@ def main() -> int:
     n = group.size()
     peer = (rank + 1) % n
     stats = group.stats()
-    say(formed=time.monotonic() - t0, iface=group.path(peer).iface, listening=stats["listening"],
+    # the per-process id every HELLO of this rank carries (in clear: a sniffer has it too)
+    instance = getattr(group.link(peer), "instance", None)
+    say(formed=time.monotonic() - t0, iface=group.path(peer).iface, listening=stats["listening"], instance=instance,
         authenticated=stats["authenticated"], pid=os.getpid(), fds=fds(), threads=threading.active_count(),
         rss=rss())
     rng = random.Random(opts.get("random", 0))

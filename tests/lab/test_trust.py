@@ -39,7 +39,7 @@ CLIENT = textwrap.dedent(
     import json, os, socket, sys, threading
     from boltring import _core, handshake
     from boltring.channel import Channel
-    ip, port, secret, what = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
+    ip, port, secret, what, instance = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5]
 
     def frame(kind, payload, dtype=0, seq=0):
         return _core.encode_header(kind, dtype, seq, len(payload)) + payload
@@ -100,7 +100,8 @@ CLIENT = textwrap.dedent(
         t = threading.Thread(target=serve, daemon=True)
         t.start()
         chan = Channel.connect(f"127.0.0.1:{relay.getsockname()[1]}", timeout=5)
-        reply = handshake.dial(chan, {"world": 2, "src": 1, "dst": 0, "role": "probe"}, secret, 5)
+        reply = handshake.dial(chan, {"world": 2, "src": 1, "dst": 0, "role": "probe", "instance": instance},
+                               secret, 5)
         chan.close(goodbye=False)
         t.join(5)
         out["recorded"] = frames(bytes(recorded))
@@ -113,7 +114,8 @@ CLIENT = textwrap.dedent(
     elif what == "skip-auth":
         s = socket.create_connection((ip, port), timeout=5)
         hello = {"world": 2, "src": 1, "dst": 0, "role": "data", "epoch": 99, "stripe": 0, "stripes": 1,
-                 "send_seq": 0, "recv_seq": 0, "v": 1, "nonce": os.urandom(16).hex(), "auth": True}
+                 "send_seq": 0, "recv_seq": 0, "v": 1, "nonce": os.urandom(16).hex(), "auth": True,
+                 "instance": instance}
         s.sendall(frame(_core.KIND_HELLO, json.dumps(hello).encode()))
         head = s.recv(32, socket.MSG_WAITALL)
         length = _core.decode_header(head)[4]
@@ -158,8 +160,10 @@ def group(tmp_path_factory):
     assert lab_namespaces(PREFIX) == []
 
 
-def client(lab: Lab, what: str) -> dict:
-    p = lab.python(1, CLIENT, lab.fast_addr(0), str(PORT), SECRET, what, stdout=subprocess.PIPE,
+def client(lab: Lab, what: str, instance: str) -> dict:
+    """Run the raw client in node 1; it claims to be rank 1 with rank 1's process id
+    (sent in clear in every HELLO, so a stranger on the wire has it too)."""
+    p = lab.python(1, CLIENT, lab.fast_addr(0), str(PORT), SECRET, what, instance, stdout=subprocess.PIPE,
                    stderr=subprocess.PIPE, text=True)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 0, err
@@ -189,8 +193,8 @@ def test_listeners_are_bound_to_each_interface_that_reaches_a_neighbour_and_noth
 
 
 def test_a_replayed_handshake_is_refused(group):
-    lab, ws, _ = group
-    out = client(lab, "replay")
+    lab, ws, formed = group
+    out = client(lab, "replay", formed[1]["instance"])
     print(f"\nrecorded {[k for k, _ in out['recorded']]}; replay answered "
           f"{[(k, p[:60]) for k, p in out['replayed']]} then {out['end']}")
     assert [k for k, _ in out["recorded"]] == ["HELLO", "AUTH"]
@@ -204,8 +208,8 @@ def test_a_replayed_handshake_is_refused(group):
 
 
 def test_a_client_that_skips_auth_and_sends_data_is_cut_off(group):
-    lab, ws, _ = group
-    out = client(lab, "skip-auth")
+    lab, ws, formed = group
+    out = client(lab, "skip-auth", formed[1]["instance"])
     print(f"\nskip-auth: HELLO reply ok={out['hello_reply'].get('ok')}, then after DATA: {out['after']} "
           f"and {out['end']}")
     assert out["hello_reply"]["ok"] is True and "proof" in out["hello_reply"]
@@ -214,8 +218,8 @@ def test_a_client_that_skips_auth_and_sends_data_is_cut_off(group):
 
 
 def test_strangers_do_not_break_the_group_at_its_next_path_switch(group):
-    lab, ws, _ = group
-    client(lab, "replay")  # a failed proof on the rank's link
+    lab, ws, formed = group
+    client(lab, "replay", formed[1]["instance"])  # a failed proof on the rank's link
     # the acceptor's connections on thunderbolt0 are reset under it (ss -K): its data path
     # fails, and it waits for the dialer's new one (where a stranger's refusal must not count)
     killed = netns.run(["ip", "netns", "exec", lab.ns(0), "ss", "-K", "-tn", "dst", lab.fast_addr(1)])
