@@ -7,8 +7,9 @@
  * bolt_run may return for a stream that ends (never the deadline: EOF always
  * comes), no frame is accepted unless its header says exactly what was
  * expected, nothing is written past the receive buffer (ASan watches the
- * heap-allocated, exactly sized buffer), and the header decoder agrees with a
- * reference decoding of the same 32 bytes.
+ * heap-allocated, exactly sized buffer, nor past the reduce target that an
+ * exact DATA frame is summed into when complete), and the header decoder
+ * agrees with a reference decoding of the same 32 bytes.
  *
  * Built two ways (tests/c/Makefile):
  *   clang -fsanitize=fuzzer,address,undefined        libFuzzer, coverage-guided
@@ -104,11 +105,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     shutdown(sv[1], SHUT_WR);
 
     uint8_t *buf = malloc(cap ? cap : 1); /* exactly sized: ASan sees any overrun */
+    uint8_t *acc = calloc(cap ? cap : 1, 1);
+    size_t item = dtype == BOLT_DT_I64 ? 8 : dtype == BOLT_DT_F32 ? 4 : 2;
     uint64_t seq = 0;
     for (int frames = 0; frames < 4096; frames++) {
         bolt_op op;
         bolt_op_recv(&op, sv[0], kind, dtype, seq, buf, cap, exact);
         op.check_seq = check_seq;
+        /* an exact DATA frame is reduced into acc the moment it is complete */
+        if (kind == BOLT_KIND_DATA && exact && cap >= item)
+            bolt_op_reduce(&op, BOLT_SUM, dtype, acc, buf, cap / item);
         int rc = bolt_run(&op, 1, bolt_now_ns() + 2000000000, -1, NULL);
         if (rc == 0) {
             if (op.got.kind != kind || op.got.dtype != dtype || op.got_len > cap ||
@@ -122,6 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     }
     free(buf);
+    free(acc);
     close(sv[0]);
     close(sv[1]);
     return 0;

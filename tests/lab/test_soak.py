@@ -4,15 +4,17 @@ default run; select with
 
     BOLTRING_SOAK_S=1800 python -m pytest -m soak tests/lab/test_soak.py -s
 
-Passes with zero wrong results, resident memory flat after warm-up (growth under
-5% between the first status line after warm-up and the last), and no growth in
-open file descriptors or threads.
+Passes with zero wrong results, resident memory flat after warm-up (the median of
+the last quarter of the run within 5% of the first quarter's; MLX's buffer cache is
+bounded so that RSS shows what is live), and no growth in open file descriptors or
+threads.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 
 import pytest
@@ -48,13 +50,20 @@ def test_soak_random_sizes_and_dtypes_every_result_right_memory_flat(tmp_path, n
     assert lab_namespaces(prefix) == []
     rows = []
     for r, (w, b, d) in enumerate(zip(ws, base, done)):
-        last = [x for x in w.history if "mlx_active" in x][-1]
-        growth = (last["rss"] - b["rss"]) / b["rss"]
-        rows.append(f"rank {r}: {d['ops']} all_sums, {d['bad']} wrong, RSS {b['rss'] / 2**20:.0f} -> "
-                    f"{last['rss'] / 2**20:.0f} MiB ({100 * growth:+.1f}%, MLX active {last['mlx_active'] / 2**20:.0f} "
-                    f"MiB), fds {b['fds']} -> {d['fds']}, "
-                    f"threads {b['threads']} -> {d['threads']}")
-        assert d["bad"] == 0
-        assert growth < 0.05, rows[-1]
-        assert d["fds"] <= b["fds"] and d["threads"] <= b["threads"], rows[-1]
+        # resident memory after warm-up, as the median of each quarter of the run: a single
+        # sample swings with whatever the allocator holds at that instant
+        rss = [x["rss"] for x in w.history if "mlx_active" in x and x["t"] >= b["t"]]
+        q = max(1, len(rss) // 4)
+        first, last = statistics.median(rss[:q]), statistics.median(rss[-q:])
+        growth = (last - first) / first
+        series = " ".join(f"{statistics.median(rss[i:i + q]) / 2**20:.0f}" for i in range(0, len(rss), q))
+        rows.append(f"rank {r}: {d['ops']} all_sums, {d['bad']} wrong, RSS by quarter {series} MiB "
+                    f"({100 * growth:+.1f}%; min {min(rss) / 2**20:.0f}, max {max(rss) / 2**20:.0f}), "
+                    f"fds {b['fds']} -> {d['fds']}, threads {b['threads']} -> {d['threads']}")
     print(f"\nsoak {n} ranks, {SOAK_S:.0f} s: " + "; ".join(rows))
+    for r, (b, d) in enumerate(zip(base, done)):
+        assert d["bad"] == 0
+        assert d["fds"] <= b["fds"] and d["threads"] <= b["threads"], rows[r]
+    for row in rows:
+        growth = float(row.split("(")[1].split("%")[0])
+        assert growth < 5.0, row
