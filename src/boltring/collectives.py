@@ -103,7 +103,9 @@ def _moves(link: PeerLink, send: memoryview | None, recv: memoryview | None, cod
     """Frames sending `send` to and receiving `recv` from `link`, cut into pieces; with
     `reduce` = (op, itemsize, dst, src), each received piece runs dst (op)= src."""
     frames = []
-    item = reduce[1] if reduce else 1
+    # both ends cut a buffer the same way, by elements of the wire dtype, whether they
+    # reduce what they receive or not
+    item = dtypes.itemsize(dtypes.from_code(code)) if code != dtypes.RAW else 1
     if send is not None:
         frames += [Frame(link, True, send[a:b], code) for a, b in _pieces(send.nbytes, item)]
     if recv is not None:

@@ -31,7 +31,8 @@ from typing import Any
 
 from boltring import _core, endpoint, handshake, links, memory
 from boltring.channel import Channel
-from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, Timeout
+from boltring.errors import (AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError,
+                             Timeout)
 from boltring import hostfile
 from boltring.hostfile import Address
 from boltring.policy import Candidate, Decision, PathPolicy
@@ -373,8 +374,10 @@ class PeerLink:
             log.debug("peer %d: probe connection ended: %s", self.peer, ended)
         with self._incoming_cv:
             self._probe_peers.discard(chan)
-            if not self._probe_peers and not self.closed and isinstance(ended, (PeerLost, PeerClosed)):
-                # every probe connection of the dialer ended: it closed, or it is gone
+            if not self.closed and (isinstance(ended, PeerClosed)
+                                    or (not self._probe_peers and isinstance(ended, PeerLost))):
+                # a GOODBYE on any probe connection: the dialer closed its group (its other
+                # probes may sit on a dead link); every probe connection ended: it is gone
                 self.peer_gone = ended if isinstance(ended, PeerClosed) else PeerLost(
                     f"peer {self.peer}: every connection ended without GOODBYE (the process died or "
                     "its host went away)")
@@ -495,7 +498,13 @@ class PeerLink:
                                      why=self.want_kind, reason=self.want_reason)
                 chans.append(chan)
             left = max(0.1, deadline - time.monotonic())
-            ack = json.loads(chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left))
+            raw = chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left)
+            try:
+                ack = json.loads(raw)
+            except (ValueError, RecursionError):
+                ack = None
+            if not isinstance(ack, dict):
+                raise ProtocolError(f"peer {self.peer}: its SWITCH acknowledgement is not a JSON object")
         except BaseException:
             for chan in chans:
                 chan.close(goodbye=False)
@@ -518,12 +527,12 @@ class PeerLink:
                         for chan, _ in self._incoming.pop(stale).values():
                             chan.close(goodbye=False)
                     break
+                if self.peer_gone is not None:
+                    raise self.peer_gone  # even with stripes: they lead nowhere now
                 if self.stripes:
                     return
                 if self.fatal is not None:
                     raise self.fatal
-                if self.peer_gone is not None:
-                    raise self.peer_gone
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "
@@ -607,6 +616,10 @@ class PeerLink:
         """The data path failed under an operation: say so and pick the next path."""
         if isinstance(exc, PeerClosed):
             raise exc
+        if isinstance(exc, ProtocolError) and "truncated" not in str(exc):
+            # a frame other than the one expected is a desync or a lie, not a broken
+            # path: another path would not mend it (a truncated frame is a broken path)
+            raise ProtocolError(f"peer {self.peer}: {exc}") from exc
         with self.lock:
             for chan in self.stripes:
                 chan.close(goodbye=False)

@@ -147,8 +147,11 @@ class Rendezvous:
         except (AuthError, ConfigError) as exc:
             log.warning("rank %d: refused a connection from %s: %s", self.me, chan.peer, exc)
             chan.close(goodbye=False)
-            if link_of and not isinstance(exc, Refusal):
-                link_of[0].fatal = exc  # the peer and this rank disagree: neither can go on
+            if link_of and link_of[0].epoch == 0 and not isinstance(exc, Refusal):
+                # the peer and this rank disagree: neither can go on.  Only before the link
+                # first forms: once it has, the peer has proven itself, and a refusal is a
+                # stranger's (a replay, a wrong proof): logged, no more.
+                link_of[0].fatal = exc
             return
         except (BoltError, OSError) as exc:
             log.debug("rank %d: handshake with %s failed: %s", self.me, chan.peer, exc)
