@@ -145,6 +145,7 @@ class PeerLink:
                                  started=time.monotonic())
         self.want: Candidate | None = None
         self._path_index: int | None = None  # the active interface's index when its epoch began
+        self._restripe = False  # more stripes are healthy than the epoch uses
         self.want_kind = "initial"
         self.want_reason = ""
         self._probes: dict[Candidate, Channel] = {}
@@ -307,6 +308,9 @@ class PeerLink:
                 self._probe_once(c)
             self.decide()
             self._check_index()
+            with self.lock:  # another healthy address of the active kind: use it too, at a boundary
+                self._restripe = (self.path is not None and self.want == self.path
+                                  and len(self.policy.stripes()) > len(self.stripes))
             self._stop.wait(max(0.0, interval - (time.monotonic() - t0)))
         for chan in self._probes.values():
             chan.close()
@@ -416,7 +420,7 @@ class PeerLink:
         `promote`: at an operation boundary, also move to a better path."""
         if self.stripes and not self.dirty and self.fatal is None and not self.closed:
             # the common case, once per operation: nothing to change
-            if self.dialer and self.want == self.path:
+            if self.dialer and self.want == self.path and not (promote and self._restripe):
                 return
             if not self.dialer and not self._incoming and self.peer_gone is None:
                 return
@@ -439,8 +443,9 @@ class PeerLink:
                 raise self.fatal
             with self.lock:
                 want = self.want
-            if self.stripes and (want == self.path or (not promote and self.path is not None
-                                                       and self.policy.health[self.path].healthy)):
+            if self.stripes and ((want == self.path and not (promote and self._restripe))
+                                 or (not promote and self.path is not None
+                                     and self.policy.health[self.path].healthy)):
                 return
             if want is None:
                 self._check_peer_alive()
@@ -513,6 +518,7 @@ class PeerLink:
             raise PeerLost(f"peer {self.peer}: switch acknowledged epoch {ack.get('epoch')}, not {epoch}")
         old = self.path
         self._replace(epoch, chans, target)
+        self._restripe = False
         self._reconcile(ack)
         if old is not None and old != target:
             log.info("rank %d -> peer %d: now on %s (epoch %d)", self.me, self.peer, target, epoch)
