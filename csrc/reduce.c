@@ -452,3 +452,11 @@ int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count)
     }
     return fn(op, dtype, dst, src, count);
 }
+
+void bolt_bf16_to_f32(float *dst, const void *src, size_t count)
+{
+    const uint16_t *s = src;
+    size_t i;
+    for (i = 0; i < count; i++)
+        dst[i] = bits_f32((uint32_t)s[i] << 16);
+}

@@ -81,3 +81,4 @@ cdef extern from "bolt.h" nogil:
     int bolt_answer_pings(int fd, uint64_t *seq, int idle_ms)
 
     int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count)
+    void bolt_bf16_to_f32(float *dst, const void *src, size_t count)

@@ -433,3 +433,20 @@ def reduce(int op, int dtype, int itemsize, dst, src):
             PyBuffer_Release(&s)
     finally:
         PyBuffer_Release(&d)
+
+
+def bf16_to_f32(dst, src):
+    """Widen bfloat16 `src` into float32 `dst` (exact)."""
+    cdef Py_buffer d, s
+    PyObject_GetBuffer(dst, &d, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE)
+    try:
+        PyObject_GetBuffer(src, &s, PyBUF_C_CONTIGUOUS)
+        try:
+            if d.len != 2 * s.len or s.len % 2:
+                raise ValueError(f"widening {s.len} bytes of bfloat16 into {d.len} bytes of float32")
+            with nogil:
+                bolt_bf16_to_f32(<float *>d.buf, s.buf, <size_t>(s.len // 2))
+        finally:
+            PyBuffer_Release(&s)
+    finally:
+        PyBuffer_Release(&d)

@@ -60,33 +60,37 @@ def _order_matters(dtype: mx.Dtype, op: int) -> bool:
     return dtype in floats or (op != SUM and dtype in (mx.float16, mx.bfloat16))
 
 
-# Small 2-rank reductions (a decode step's 8-16 KiB) skip allocating and evaluating
-# an output array: the peer's bytes become an MLX array by a plain copy from the
-# buffer protocol, and the reduce is left to MLX, lazily, in rank order.
+# Small 2-rank reductions (a decode step's 8-16 KiB) skip MLX's allocate-and-evaluate
+# round trip: the exchange lands in a reused buffer, the reduce runs in C in rank
+# order, and the result becomes an MLX array by a plain copy through the buffer
+# protocol (bfloat16 by way of an exact float32 widening), which MLX does eagerly.
 SMALL = 256 << 10
-_CARRIER = {  # dtype -> (struct format to import the bytes as, view to apply)
-    mx.bool_: ("?", None), mx.uint8: ("B", None), mx.int8: ("b", None),
-    mx.uint16: ("H", None), mx.int16: ("h", None), mx.uint32: ("I", None),
-    mx.int32: ("i", None), mx.uint64: ("Q", None), mx.int64: ("q", None),
-    mx.float32: ("f", None), mx.float64: ("d", None), mx.bfloat16: ("H", mx.bfloat16),
-}  # not float16: MLX's float16 add on a CPU without native f16 is slower than the C kernel
-_LAZY_OPS = {SUM: mx.add, MAX: mx.maximum, MIN: mx.minimum}
+_FORMAT = {  # dtype -> struct format of its buffer (bfloat16: imported from float32)
+    mx.bool_: "?", mx.uint8: "B", mx.int8: "b", mx.uint16: "H", mx.int16: "h",
+    mx.uint32: "I", mx.int32: "i", mx.uint64: "Q", mx.int64: "q",
+    mx.float32: "f", mx.float64: "d", mx.bfloat16: "f",
+}  # not float16 (MLX cannot import it from a buffer) nor complex64: the general path
 
 
 def _small_pair(group: Group, x: mx.array, view: memoryview, code: int, op: int,
                 deadline: float) -> mx.array:
     link = group.link(1 - group.rank())
-    scratch = link.scratch(view.nbytes)
-    group.step([Frame(link, True, view, code), Frame(link, False, scratch, code)], deadline, boundary=True)
-    fmt, as_dtype = _CARRIER[x.dtype]
-    peer = mx.array(scratch.cast(fmt))
-    if as_dtype is not None:
-        peer = peer.view(as_dtype)
-    peer = peer.reshape(x.shape)
-    a, b = (x, peer) if group.rank() == 0 else (peer, x)
-    if x.dtype == mx.bool_:
-        return mx.logical_or(a, b) if op != MIN else mx.logical_and(a, b)
-    return _LAZY_OPS[op](a, b)
+    peer = link.scratch(view.nbytes)
+    group.step([Frame(link, True, view, code), Frame(link, False, peer, code)], deadline, boundary=True)
+    item = dtypes.itemsize(x.dtype)
+    if group.rank() == 1 or not _order_matters(x.dtype, op):
+        out = peer  # x0 (op) x1 on rank 1; on rank 0 the order does not matter
+        _core.reduce(op, code, item, out, view)
+    else:
+        out = link.scratch(view.nbytes, 1)  # rank 0: a copy of x0, then x0 (op) x1
+        out[:] = view
+        _core.reduce(op, code, item, out, peer)
+    shape = list(x.shape)
+    if x.dtype == mx.bfloat16:
+        wide = link.scratch(2 * view.nbytes, 2)
+        _core.bf16_to_f32(wide, out)
+        return mx.array(wide.cast("f", shape), dtype=mx.bfloat16)
+    return mx.array(out.cast(_FORMAT[x.dtype], shape), dtype=x.dtype)
 
 
 def _pieces(nbytes: int, item: int) -> list[tuple[int, int]]:
@@ -120,7 +124,7 @@ def all_reduce(group: Group, x: mx.array, op: int) -> mx.array:
     if group.size() == 1:
         return mx.array(x)
     deadline = group.deadline()
-    if group.size() == 2 and 0 < view.nbytes <= SMALL and x.dtype in _CARRIER:
+    if group.size() == 2 and 0 < view.nbytes <= SMALL and x.dtype in _FORMAT:
         return _small_pair(group, x, view, code, op, deadline)
     if group.size() == 2:
         return _pair_all_reduce(group, x, view, code, op, deadline)

@@ -128,7 +128,7 @@ class PeerLink:
         self.since = time.monotonic()
         self.send_seq = 0
         self.recv_seq = 0
-        self._scratch = bytearray()
+        self._scratch: dict[int, bytearray] = {}
         self.window: collections.deque[tuple[int, int, memoryview, int]] = collections.deque()
         self.resend: list[Frame] = []
         self.op_number = 0
@@ -588,12 +588,13 @@ class PeerLink:
 
     # ---------------------------------------------------------------- frames
 
-    def scratch(self, nbytes: int) -> memoryview:
-        """A receive buffer reused across operations (its bytes are copied out
-        before the next one), `nbytes` long."""
-        if len(self._scratch) < nbytes:
-            self._scratch = bytearray(max(nbytes, 2 * len(self._scratch)))
-        return memoryview(self._scratch)[:nbytes]
+    def scratch(self, nbytes: int, slot: int = 0) -> memoryview:
+        """Buffer `slot`, reused across operations (its bytes are copied out before
+        the next one), `nbytes` long."""
+        buf = self._scratch.get(slot, bytearray())
+        if len(buf) < nbytes:
+            buf = self._scratch[slot] = bytearray(max(nbytes, 2 * len(buf)))
+        return memoryview(buf)[:nbytes]
 
     def begin_op(self) -> None:
         """An operation boundary: frames older than the previous operation are
