@@ -8,32 +8,14 @@ needs root and network namespaces and skips with a reason elsewhere.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-
 import pytest
 
-
-def _netns_reason() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    if shutil.which("ip") is None:
-        return "needs iproute2's ip"
-    name = f"brb-probe-{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, check=False)
-    if made.returncode != 0:
-        return f"ip netns add failed: {made.stderr.decode().strip()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
-    return None
+from boltring.lab.netns import unavailable
 
 
 def pytest_collection_modifyitems(config, items):
     needs = [item for item in items if "netns" in item.keywords]
-    if needs and (reason := _netns_reason()):
+    if needs and (reason := unavailable()):
         for item in needs:
             item.add_marker(pytest.mark.skip(reason=reason))
 

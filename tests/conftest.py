@@ -2,37 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from boltring.channel import Channel, Listener
-
-
-def _netns_reason() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "needs root for network namespaces"
-    if shutil.which("ip") is None:
-        return "needs iproute2's ip"
-    name = f"brl-probe-{os.getpid()}"
-    made = subprocess.run(["ip", "netns", "add", name], capture_output=True)
-    if made.returncode != 0:
-        return f"ip netns add failed: {made.stderr.decode().strip()}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return None
+from boltring.lab.netns import unavailable
 
 
 def pytest_collection_modifyitems(config, items):
     needs = [item for item in items if "netns" in item.keywords]
     if not needs:
         return
-    reason = _netns_reason()
+    reason = unavailable()
     if reason:
         for item in needs:
             item.add_marker(pytest.mark.skip(reason=reason))

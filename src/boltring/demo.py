@@ -182,16 +182,10 @@ def _until_on(rank: _Proc, iface: str) -> None:
           f"{status['checked']} all_sums checked, {status['wrong']} wrong")
 
 
-def _namespaces_reason() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces are Linux only"
-    if os.geteuid() != 0:
-        return "making network namespaces needs root"
-    return None
-
-
 def run(verbose: bool = False) -> int:
-    reason = _namespaces_reason()
+    from boltring.lab.netns import unavailable
+
+    reason = unavailable()
     with tempfile.TemporaryDirectory(prefix="boltring-demo-") as tmp:
         hostfile = Path(tmp) / "hosts.json"
         lab = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,23 @@ def ip(ns: str | None, *args: str, check: bool = True) -> subprocess.CompletedPr
 def tc(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """``tc -n ns args...``."""
     return run(["tc", "-n", ns, *args], check=check)
+
+
+def unavailable() -> str | None:
+    """Why network namespaces cannot be made here (None when they can): the lab,
+    its tests and the demo need Linux, root and iproute2."""
+    if sys.platform != "linux":
+        return "network namespaces are Linux only"
+    if os.geteuid() != 0:
+        return "making network namespaces needs root"
+    if shutil.which("ip") is None:
+        return "needs iproute2's ip"
+    name = f"brl-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        return f"ip netns add failed: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    return None
 
 
 def list_netns() -> list[str]:
