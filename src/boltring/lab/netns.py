@@ -183,10 +183,7 @@ def terminate(pids: Iterable[int], *, grace_s: float = 2.0) -> list[int]:
             os.kill(p, signal.SIGTERM)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(proc_alive(p) for p in pids):
-        _reap(pids)
-        time.sleep(0.02)
+    _wait_gone(pids, grace_s)
     for p in pids:
         if proc_alive(p):
             log.warning("pid %d ignored SIGTERM, killing it", p)
@@ -194,12 +191,17 @@ def terminate(pids: Iterable[int], *, grace_s: float = 2.0) -> list[int]:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    deadline = time.monotonic() + grace_s
+    _wait_gone(pids, grace_s)
+    _reap(pids)
+    return pids
+
+
+def _wait_gone(pids: list[int], seconds: float) -> None:
+    """Reap and wait until none of `pids` is alive, at most `seconds`."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and any(proc_alive(p) for p in pids):
         _reap(pids)
         time.sleep(0.02)
-    _reap(pids)
-    return pids
 
 
 def _reap(pids: Iterable[int]) -> None:
