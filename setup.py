@@ -1,9 +1,24 @@
-"""Build the native layer: boltring._core (Cython over csrc/) and boltring._netinfo (cffi)."""
+"""Build the native layer.
 
+- boltring._core (Cython over csrc/) and boltring._netinfo (cffi): plain C.
+- boltring._native (C++, nanobind, CMake: native/CMakeLists.txt): the MLX
+  distributed group.  It is compiled against the MLX of the build environment,
+  so the wheel requires exactly that MLX version at run time (an MLX of another
+  version has another C++ ABI), and the nanobind it uses must share mlx.core's
+  nanobind internals (checked below, not assumed).
+"""
+
+import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
 
 # -std=gnu99 keeps csrc/ C99 while letting Cython's generated code use POSIX names.
 cflags = ["-O3", "-std=gnu99", "-Wall", "-Wextra", "-Wno-unused-function", "-Wno-unused-parameter"]
@@ -24,7 +39,67 @@ core = Extension(
     extra_compile_args=cflags,
 )
 
+
+class CMakeExtension(Extension):
+    """An extension that CMake builds from `folder`."""
+
+    def __init__(self, name: str, folder: str):
+        super().__init__(name, sources=[])
+        self.folder = ROOT / folder
+
+
+def _nanobind_key(path: Path) -> set[str]:
+    """The nanobind internals keys compiled into a shared library."""
+    return set(re.findall(rb"nanobind_[A-Za-z0-9_]*_v\d+", path.read_bytes()))
+
+
+class BuildExt(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        if not isinstance(ext, CMakeExtension):
+            super().build_extension(ext)
+            return
+        import mlx.core
+
+        out = Path(self.get_ext_fullpath(ext.name)).resolve()
+        build = Path(self.build_temp).resolve() / ext.name
+        build.mkdir(parents=True, exist_ok=True)
+        configure = ["cmake", "-S", str(ext.folder), "-B", str(build), f"-DPython_EXECUTABLE={sys.executable}",
+                     f"-DBOLT_CSRC={ROOT / 'csrc'}", f"-DBOLTRING_OUTPUT_DIR={build / 'out'}",
+                     "-DCMAKE_BUILD_TYPE=Release"]
+        if shutil.which("ninja"):
+            configure += ["-G", "Ninja"]
+        subprocess.check_call(configure)
+        subprocess.check_call(["cmake", "--build", str(build), "-j", "2"])
+        built = next((build / "out").glob("_native*"))
+        theirs = _nanobind_key(Path(mlx.core.__file__))
+        ours = _nanobind_key(built)
+        if theirs and ours and not ours & theirs:
+            raise RuntimeError(
+                f"boltring._native was built with nanobind internals {sorted(ours)} but mlx.core "
+                f"{mlx.core.__version__} uses {sorted(theirs)}: the two would not share types.  Install the "
+                "nanobind version MLX was built with (see README, 'The native group and MLX versions')."
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(built, out)
+
+
+def _mlx_requirement() -> list[str]:
+    """MLX, pinned to the version the native group is compiled against."""
+    try:
+        import mlx.core
+
+        version = mlx.core.__version__
+    except ImportError:  # metadata only (e.g. an sdist): any MLX the project allows
+        version = None
+    spec = f"=={version}" if version else ">=0.32"
+    return [f"mlx{spec}; sys_platform == 'darwin'", f"mlx[cpu]{spec}; sys_platform == 'linux'"]
+
+
 setup(
-    ext_modules=cythonize([core], language_level=3, compiler_directives={"embedsignature": True}),
+    ext_modules=cythonize([core], language_level=3, compiler_directives={"embedsignature": True})
+    + [CMakeExtension("boltring._native", "native")],
+    cmdclass={"build_ext": BuildExt},
     cffi_modules=["src/boltring/_netinfo_build.py:ffibuilder"],
+    # _cffi_backend is needed at run time by the cffi-built boltring._netinfo
+    install_requires=_mlx_requirement() + ["cffi>=1.16"],
 )

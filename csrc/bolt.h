@@ -30,11 +30,18 @@ enum bolt_kind {
     BOLT_KIND_PONG = 5,
     BOLT_KIND_SWITCH = 6,
     BOLT_KIND_GOODBYE = 7,
-    BOLT_KIND_MAX = 7
+    BOLT_KIND_RESUME = 8, /* native group: counts exchanged when an epoch is adopted */
+    BOLT_KIND_ACK = 9,    /* native group: "every frame before seq has arrived" */
+    BOLT_KIND_MAX = 9
 };
 
 enum bolt_flag {
-    BOLT_FLAG_CRC = 1u /* crc field holds CRC32C of the payload */
+    BOLT_FLAG_CRC = 1u,   /* crc field holds CRC32C of the payload */
+    BOLT_FLAG_FINAL = 2u, /* a re-sent piece that already holds the reduced
+                           * result: the receiver copies it, does not reduce */
+    BOLT_FLAG_ACKED = 4u, /* reserved holds the sender's receive count
+                           * (low 32 bits): frames before it have arrived */
+    BOLT_FLAG_ALL = 7u
 };
 
 enum bolt_dtype {
@@ -71,7 +78,8 @@ enum bolt_err {
     BOLT_ESLICE = -1011,    /* time slice over, progress kept: call again */
     BOLT_ENOIF = -1012,     /* the interface to bind to does not exist */
     BOLT_EADDR = -1013,     /* the address is not a valid IPv4/IPv6 literal */
-    BOLT_ETRUNC = -1014     /* EOF in the middle of a frame */
+    BOLT_ETRUNC = -1014,    /* EOF in the middle of a frame */
+    BOLT_EWAKE = -1015      /* the wake fd became readable, progress kept */
 };
 
 typedef struct {
@@ -83,7 +91,7 @@ typedef struct {
     uint64_t seq;
     uint64_t length;
     uint32_t crc;
-    uint32_t reserved; /* must be 0 */
+    uint32_t reserved; /* 0, or with BOLT_FLAG_ACKED the sender's receive count */
 } bolt_header;
 
 /* Fill magic and version; the rest as given. */
@@ -159,6 +167,12 @@ typedef struct {
     uint64_t red_count;
     int red_op;
     int red_dtype;
+    /* recv: after the reduce (or a FINAL piece), copy red_dst's bytes here */
+    void *copy_dst;
+    /* recv: reduce only once this op (a send in the same array) has finished,
+     * because the reduce rewrites the bytes that send is still reading */
+    const void *after;
+    int ready; /* recv: complete, its reduce waiting for `after` */
 } bolt_op;
 
 void bolt_op_send(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
@@ -171,6 +185,17 @@ void bolt_op_recv(bolt_op *op, int fd, uint8_t kind, uint8_t dtype,
 void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src,
                     uint64_t count);
 
+/* Send op: set header flags (BOLT_FLAG_FINAL, BOLT_FLAG_ACKED with `ack`)
+ * before the first run; re-encodes the header. */
+void bolt_op_flags(bolt_op *op, uint8_t flags, uint32_t ack);
+
+/* Recv op: once the frame is complete and reduced, copy the reduce's
+ * destination (red_count elements) to `dst` as well. */
+void bolt_op_copy(bolt_op *op, void *dst);
+
+/* Recv op: hold its reduce until send op `send` (same array) has finished. */
+void bolt_op_after(bolt_op *op, const bolt_op *send);
+
 /* Monotonic clock in nanoseconds. */
 int64_t bolt_now_ns(void);
 
@@ -181,6 +206,10 @@ int64_t bolt_now_ns(void);
  * socket: frames on one fd go in array order, each direction on its own. */
 int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
              int *failed);
+/* bolt_run, and also return BOLT_EWAKE (progress kept) as soon as `wake_fd`
+ * (when >= 0) is readable: another thread's way to interrupt a wait. */
+int bolt_run_wake(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
+                  int *failed, int wake_fd);
 
 /* Health probes, measured and answered without the GIL or any other lock in
  * the way: one empty PING/PONG pair, its round trip time in *rtt_ns. */

@@ -78,7 +78,8 @@ int bolt_header_decode(const uint8_t in[BOLT_HEADER_SIZE], bolt_header *h)
         return BOLT_EKIND;
     if (h->dtype > BOLT_DT_MAX)
         return BOLT_EDTYPE;
-    if ((h->flags & ~(unsigned)BOLT_FLAG_CRC) != 0 || h->reserved != 0)
+    if ((h->flags & ~(unsigned)BOLT_FLAG_ALL) != 0
+        || (h->reserved != 0 && !(h->flags & BOLT_FLAG_ACKED)))
         return BOLT_EFLAGS;
     if (h->length > BOLT_MAX_PAYLOAD)
         return BOLT_ELENGTH;

@@ -74,6 +74,49 @@ void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src,
     op->red_count = count;
 }
 
+void bolt_op_flags(bolt_op *op, uint8_t flags, uint32_t ack)
+{
+    bolt_header h;
+    bolt_header_init(&h, op->kind, op->dtype, op->seq, op->len);
+    h.flags = (uint8_t)(flags | (op->flags & BOLT_FLAG_CRC));
+    if (op->flags & BOLT_FLAG_CRC)
+        h.crc = bolt_crc32c(0, op->buf, (size_t)op->len);
+    if (flags & BOLT_FLAG_ACKED)
+        h.reserved = ack;
+    op->flags = h.flags;
+    bolt_header_encode(&h, op->hdr);
+}
+
+void bolt_op_copy(bolt_op *op, void *dst) { op->copy_dst = dst; }
+
+void bolt_op_after(bolt_op *op, const bolt_op *send) { op->after = send; }
+
+static int after_pending(const bolt_op *op)
+{
+    return op->after != NULL && !((const bolt_op *)op->after)->finished;
+}
+
+/* A received frame is complete: reduce it into its destination (a FINAL
+ * piece already is the result: copied, not reduced), then copy on. */
+static int finish_recv(bolt_op *op)
+{
+    if (op->red_count == 0)
+        return 0;
+    size_t bytes = (size_t)op->got_len;
+    if (op->got.flags & BOLT_FLAG_FINAL) {
+        if (op->red_dst != op->buf)
+            memcpy(op->red_dst, op->buf, bytes);
+    } else {
+        int rc = bolt_reduce(op->red_op, op->red_dtype, op->red_dst, op->red_src,
+                             (size_t)op->red_count);
+        if (rc < 0)
+            return rc;
+    }
+    if (op->copy_dst != NULL)
+        memcpy(op->copy_dst, op->red_dst, bytes);
+    return 0;
+}
+
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 /* Point m's iovecs at the bytes of the frame still to move: the rest of the
@@ -179,7 +222,7 @@ static int step_recv(bolt_op *op)
 static int queued_behind(const bolt_op *ops, int i)
 {
     for (int j = 0; j < i; j++)
-        if (!ops[j].finished && ops[j].fd == ops[i].fd &&
+        if (!ops[j].finished && !ops[j].ready && ops[j].fd == ops[i].fd &&
             ops[j].is_send == ops[i].is_send)
             return 1;
     return 0;
@@ -188,7 +231,13 @@ static int queued_behind(const bolt_op *ops, int i)
 int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
              int *failed)
 {
-    struct pollfd pfd[MAX_OPS];
+    return bolt_run_wake(ops, nops, deadline_ns, slice_ms, failed, -1);
+}
+
+int bolt_run_wake(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
+                  int *failed, int wake_fd)
+{
+    struct pollfd pfd[MAX_OPS + 1];
     int idx[MAX_OPS];
     if (nops < 0 || nops > MAX_OPS)
         return -EINVAL;
@@ -197,7 +246,22 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
         int waiting = 0;
         for (int i = 0; i < nops; i++) {
             bolt_op *op = &ops[i];
-            if (op->finished || queued_behind(ops, i))
+            if (op->finished)
+                continue;
+            if (op->ready) {
+                if (after_pending(op))
+                    continue; /* its send is still polled: the loop comes back */
+                op->ready = 0;
+                int rc = finish_recv(op);
+                if (rc < 0) {
+                    if (failed != NULL)
+                        *failed = i;
+                    return rc;
+                }
+                op->finished = 1;
+                continue;
+            }
+            if (queued_behind(ops, i))
                 continue;
             int rc = op->is_send ? step_send(op) : step_recv(op);
             if (rc < 0) {
@@ -205,15 +269,15 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
                     *failed = i;
                 return rc;
             }
+            if (rc == 1 && !op->is_send && after_pending(op)) {
+                op->ready = 1; /* reduced on a later pass */
+                continue;
+            }
             if (rc == 1) {
-                if (op->red_count > 0) {
-                    rc = bolt_reduce(op->red_op, op->red_dtype, op->red_dst, op->red_src,
-                                     (size_t)op->red_count);
-                    if (rc < 0) {
-                        if (failed != NULL)
-                            *failed = i;
-                        return rc;
-                    }
+                if (!op->is_send && (rc = finish_recv(op)) < 0) {
+                    if (failed != NULL)
+                        *failed = i;
+                    return rc;
                 }
                 op->finished = 1;
                 continue;
@@ -224,6 +288,11 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
             idx[waiting] = i;
             waiting++;
         }
+        int again = 0; /* a held reduce whose send has finished since */
+        for (int i = 0; i < nops && !again; i++)
+            again = ops[i].ready && !after_pending(&ops[i]);
+        if (again)
+            continue;
         if (waiting == 0)
             return 0;
         int64_t now = bolt_now_ns();
@@ -239,9 +308,18 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
         int64_t wait_ms = until == INT64_MAX ? -1 : (until - now + 999999) / 1000000;
         if (wait_ms > 1000000)
             wait_ms = 1000000;
-        int n = poll(pfd, (nfds_t)waiting, (int)wait_ms);
+        nfds_t nfds = (nfds_t)waiting;
+        if (wake_fd >= 0) {
+            pfd[waiting].fd = wake_fd;
+            pfd[waiting].events = POLLIN;
+            pfd[waiting].revents = 0;
+            nfds++;
+        }
+        int n = poll(pfd, nfds, (int)wait_ms);
         if (n < 0 && errno != EINTR)
             return -errno;
+        if (wake_fd >= 0 && n > 0 && pfd[waiting].revents != 0)
+            return BOLT_EWAKE;
         /* On readiness, hang-up or error the next pass lets the syscall
          * itself say what happened. */
     }

@@ -1,9 +1,16 @@
-"""The group: ranks of one job, joined in a ring of peer links, running collectives.
+"""The group: ranks of one job, joined in a ring of peer links.
 
 `boltring.init()` forms it the way MLX's ring backend does (MLX_HOSTFILE and
 MLX_RANK, or arguments), with boltring's guarantees: every connection bound to its
 interface, explicit and logged fallback, health probes and re-promotion, a
 deadline on every wait.
+
+What it returns *is* an `mx.distributed.Group` (a subclass of it, made by the
+native module in MLX's nanobind domain): `mx.distributed.all_sum(x, group=g)` and
+every other MLX collective, `model.shard(g)` included, are MLX's own lazy graph
+operations, which call boltring's native group (`native/`) when evaluated.  This
+class adds boltring's view of the group (`path`, `events`, `stats`, `close`) and
+the collectives as methods (`g.all_sum(x)` is `mx.distributed.all_sum(x, group=g)`).
 """
 
 from __future__ import annotations
@@ -13,41 +20,59 @@ import os
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import mlx.core as mx
 
-from boltring import collectives, handshake, links, memory, paths
-from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed
+from boltring import handshake, links, memory, native
+from boltring.errors import BoltError, ConfigError, LinkDown
 from boltring.hostfile import Hostfile, from_environment
-from boltring.paths import Frame, PathEvent, PathInfo, PeerLink, Settings
+from boltring.paths import PathEvent, PathInfo, PeerLink, Settings
 from boltring.rendezvous import Rendezvous
 
-_live: weakref.WeakSet[Group] = weakref.WeakSet()
+_live: list[Group] = []
+_live_lock = threading.Lock()
+
+# MLX's own functions, whatever boltring.mlx.use() installs later
+_D = {name: getattr(mx.distributed, name) for name in
+      ("all_sum", "all_max", "all_min", "all_gather", "sum_scatter", "send", "recv", "recv_like")}
 
 
-class Group:
-    """A formed group.  Collectives take and return `mx.array`s; inputs may be lazy."""
+class Group(mx.distributed.Group):
+    """A formed boltring group; an `mx.distributed.Group`.  Made by `init()`."""
 
-    def __init__(self, hostfile: Hostfile, rank: int, settings: Settings):
+    _native: Any
+    _hostfile: Hostfile
+    _rank: int
+    _size: int
+    settings: Settings
+    _links: dict[int, PeerLink]
+    _rendezvous: Rendezvous | None
+
+    @classmethod
+    def _form(cls, hostfile: Hostfile, rank: int, settings: Settings) -> Group:
         hostfile.check_rank(rank)
+        group, impl = native.make_group(cls, rank, hostfile.size, settings.timeout_s)
+        group._setup(impl, hostfile, rank, settings)
+        return group
+
+    def _setup(self, impl: Any, hostfile: Hostfile, rank: int, settings: Settings) -> None:
+        self._native = impl
         self._hostfile = hostfile
         self._rank = rank
         self._size = hostfile.size
         self.settings = settings
         self._events: list[PathEvent] = []
         self._events_lock = threading.Lock()
-        self._op_lock = threading.Lock()
         self._closed = False
-        self._ops = 0
         memory.remember(links.interfaces())
-        self._links: dict[int, PeerLink] = {
-            peer: PeerLink(rank, peer, self._size, hostfile.entries[peer], settings, self._record)
+        self._links = {
+            peer: PeerLink(rank, peer, self._size, hostfile.entries[peer], settings, self._record,
+                           impl.add_link(peer))
             for peer in hostfile.neighbours(rank)
         }
-        self._rendezvous: Rendezvous | None = None
+        self._rendezvous = None
         try:
             if any(not link.dialer for link in self._links.values()):
                 peer_ips = [a.ip for p in self._links for a in hostfile.entries[p] if not a.wildcard]
@@ -58,24 +83,15 @@ class Group:
                 link.start_monitor()
             deadline = time.monotonic() + settings.timeout_s
             for link in self._links.values():
-                link.ready(deadline, promote=False)
+                link.ready(deadline)
+            for link in self._links.values():
+                link.start_supervisor()
         except BaseException:
             self.close()
             raise
-        _live.add(self)
-        _handle_sigterm()
-
-    # ------------------------------------------------------------ MLX's Group
-
-    def rank(self) -> int:
-        return self._rank
-
-    def size(self) -> int:
-        return self._size
-
-    def split(self, color: int, key: int = -1) -> Group:
-        raise ConfigError("boltring groups cannot be split (MLX's ring backend cannot either); "
-                          "form a group per set of ranks with boltring.init")
+        with _live_lock:
+            _live.append(self)
+        _handle_signals()
 
     # ------------------------------------------------------------- internals
 
@@ -90,61 +106,40 @@ class Group:
             raise ConfigError(f"rank {peer} is not a ring neighbour of rank {self._rank} "
                               f"(neighbours: {sorted(self._links)}); boltring connects ring neighbours") from None
 
-    def deadline(self) -> float:
-        return time.monotonic() + self.settings.timeout_s
+    # ----------------------------------------- collectives (MLX's lazy ops)
 
-    def step(self, frames: list[Frame], deadline: float, *, boundary: bool = False) -> None:
-        """One step of an algorithm: its frames, moved together."""
-        if self._closed:
-            raise PeerClosed(f"rank {self._rank}: the group is closed")
-        if boundary:
-            for link in {f.link for f in frames}:
-                link.begin_op()
-        paths.run(frames, deadline, boundary=boundary)
+    def all_sum(self, x: Any, *, stream: Any = None) -> mx.array:
+        """Elementwise sum over every rank (lazy, as `mx.distributed.all_sum`)."""
+        return _D["all_sum"](x, group=self, stream=stream)
 
-    def _op(self, fn: Any, *args: Any) -> Any:
-        with self._op_lock:
-            self._ops += 1
-            return fn(self, *args)
+    def all_max(self, x: Any, *, stream: Any = None) -> mx.array:
+        return _D["all_max"](x, group=self, stream=stream)
 
-    # ------------------------------------------------------------ collectives
+    def all_min(self, x: Any, *, stream: Any = None) -> mx.array:
+        return _D["all_min"](x, group=self, stream=stream)
 
-    def all_sum(self, x: mx.array) -> mx.array:
-        """Elementwise sum over every rank, the same result on each."""
-        return self._op(collectives.all_reduce, x, collectives.SUM)
-
-    def all_max(self, x: mx.array) -> mx.array:
-        return self._op(collectives.all_reduce, x, collectives.MAX)
-
-    def all_min(self, x: mx.array) -> mx.array:
-        return self._op(collectives.all_reduce, x, collectives.MIN)
-
-    def all_gather(self, x: mx.array) -> mx.array:
+    def all_gather(self, x: Any, *, stream: Any = None) -> mx.array:
         """Every rank's `x` concatenated along axis 0, in rank order."""
-        return self._op(collectives.all_gather, x)
+        return _D["all_gather"](x, group=self, stream=stream)
 
-    def sum_scatter(self, x: mx.array) -> mx.array:
+    def sum_scatter(self, x: Any, *, stream: Any = None) -> mx.array:
         """The sum over ranks, split along axis 0: this rank's share."""
-        if x.ndim == 0 or x.shape[0] % self._size:
-            raise ValueError(f"sum_scatter needs axis 0 divisible by {self._size}, got shape {x.shape}")
-        rows = x.shape[0] // self._size
-        return self.all_sum(x)[self._rank * rows:(self._rank + 1) * rows]
+        return _D["sum_scatter"](x, group=self, stream=stream)
 
-    def send(self, x: mx.array, dst: int) -> mx.array:
-        """Send `x` to rank `dst` (a ring neighbour); returns `x`."""
-        self._op(collectives.send, x, dst)
-        return x
+    def send(self, x: Any, dst: int, *, stream: Any = None) -> mx.array:
+        """Send `x` to rank `dst` (a ring neighbour) when the result is evaluated."""
+        return _D["send"](x, dst, group=self, stream=stream)
 
-    def recv(self, shape: Sequence[int], dtype: mx.Dtype, src: int) -> mx.array:
-        """Receive an array of `shape` and `dtype` from rank `src`."""
-        return self._op(collectives.recv_into, collectives.fresh(tuple(shape), dtype), src)
+    def recv(self, shape: Sequence[int], dtype: mx.Dtype, src: int, *, stream: Any = None) -> mx.array:
+        """An array of `shape` and `dtype` from rank `src`."""
+        return _D["recv"](shape, dtype, src, group=self, stream=stream)
 
-    def recv_like(self, x: mx.array, src: int) -> mx.array:
-        return self.recv(x.shape, x.dtype, src)
+    def recv_like(self, x: Any, src: int, *, stream: Any = None) -> mx.array:
+        return _D["recv_like"](x, src, group=self, stream=stream)
 
     def barrier(self) -> None:
         """Return once every rank has called barrier()."""
-        self.all_sum(mx.array(0, mx.int32))
+        mx.eval(self.all_sum(mx.array(0, mx.int32), stream=mx.cpu))
 
     # --------------------------------------------------------------- insight
 
@@ -161,14 +156,16 @@ class Group:
         per_peer = {}
         for peer, link in self._links.items():
             info = link.info()
+            n = link.counters()
             per_peer[peer] = {
-                "bytes_sent": link.bytes_sent, "bytes_received": link.bytes_received,
-                "frames_sent": link.send_seq, "frames_received": link.recv_seq,
+                "bytes_sent": n["bytes_sent"], "bytes_received": n["bytes_received"],
+                "frames_sent": n["frames_sent"], "frames_received": n["frames_received"],
+                "frames_resent": n["frames_resent"],
                 "path": info.iface, "kind": info.kind, "state": info.state, "epoch": info.epoch,
                 "rtt_ms": info.rtt_ms, "stripes": info.stripes,
             }
         return {
-            "rank": self._rank, "size": self._size, "ops": self._ops,
+            "rank": self._rank, "size": self._size, "ops": self._native.stats()["ops"],
             "bytes_sent": sum(p["bytes_sent"] for p in per_peer.values()),
             "bytes_received": sum(p["bytes_received"] for p in per_peer.values()),
             "peers": per_peer,
@@ -179,14 +176,20 @@ class Group:
     # ----------------------------------------------------------------- close
 
     def close(self) -> None:
-        """Say GOODBYE to every peer and shut every connection down."""
+        """Say GOODBYE to every peer and shut every connection down.  A collective
+        still waiting or running raises PeerClosed."""
         if self._closed:
             return
         self._closed = True
+        self._native.close()  # returns once no collective moves bytes
+        failed = self._native.failure() is not None
         for link in self._links.values():
-            link.close()
+            link.close(goodbye=not failed)
         if self._rendezvous is not None:
             self._rendezvous.close()
+        with _live_lock:
+            if self in _live:
+                _live.remove(self)
 
     @property
     def closed(self) -> bool:
@@ -241,16 +244,19 @@ def init(
             raise LinkDown("preflight failed: " + "; ".join(report.failures))
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
                         max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=handshake.secret_from(secret))
-    return Group(hf, rank, settings)
+    return Group._form(hf, rank, settings)
 
 
-def _handle_sigterm() -> None:
-    """Make SIGTERM exit through Python (so groups say GOODBYE), unless the
-    program handles SIGTERM itself."""
+def _handle_signals() -> None:
+    """Make SIGTERM exit through Python (so groups say GOODBYE), unless the program
+    handles SIGTERM itself; and let Ctrl-C stop a collective that MLX's stream
+    thread is running while the main thread waits for it in C++."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        native.install_sigint()
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -259,7 +265,9 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 @atexit.register
 def _close_all() -> None:
-    for group in list(_live):
+    with _live_lock:
+        groups = list(_live)
+    for group in groups:
         try:
             group.close()
         except BoltError:

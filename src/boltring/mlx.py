@@ -1,35 +1,31 @@
 """Make `mx.distributed` run on boltring: the one line exo and mlx-lm need.
 
-MLX has no plugin point for a distributed backend, but the functions of
-`mlx.core.distributed` are module attributes looked up at call time.  `use()`
-replaces them:
-
     import boltring.mlx
     boltring.mlx.use()                                        # or use(group)
-    group = mx.distributed.init(backend="ring", strict=True)  # -> the boltring Group
+    group = mx.distributed.init(backend="ring", strict=True)  # -> the boltring group
     model.shard(group)                                        # unchanged mlx-lm code
 
-- `init()`, whatever backend and strictness it is asked for, returns the boltring
-  group: the one given to `use()`, or one formed on the first call from
-  MLX_HOSTFILE and MLX_RANK (`boltring.init()`), then cached.
-- The collectives run on boltring when called with a boltring group or with
-  `group=None`; a call with any other group (an MLX group) goes to the original
-  MLX function, unchanged.
-- `mx.distributed.Group` answers `isinstance` for boltring groups too (and still
-  for MLX's), so code that checks the type of its group keeps working.
-- `unuse()` puts the originals back; `with boltring.mlx.use(...):` does so on exit.
+A boltring group is an `mx.distributed.Group` whose collectives are MLX's own
+lazy operations, so a call with it needs nothing from here.  `use()` does only
+what MLX cannot do by itself:
 
-Unlike MLX's lazy collectives, boltring's run when called: the input is evaluated
-then (on the calling thread, the only one MLX lets evaluate it) and the result is a
-new, evaluated array.  So a patched collective cannot be traced by `mx.compile`.
+- `init()`, for any backend, returns the boltring group: the one given to
+  `use()`, or one formed on the first call from MLX_HOSTFILE and MLX_RANK
+  (`boltring.init()`), then cached.  Arguments MLX refuses it refuses the same
+  way; the jaccl backend's `all_gather_factory` goes to MLX unchanged.
+- The collectives called with `group=None` run on that group (MLX's own default
+  group is a C++ singleton nothing outside MLX can set); any other call goes to
+  MLX's function exactly as given.
+- `unuse()` puts MLX's functions back; `with boltring.mlx.use(...):` does so on exit.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import mlx.core as mx
@@ -40,11 +36,13 @@ from boltring.group import init as _form
 
 log = logging.getLogger("boltring")
 
-#: The attributes of `mlx.core.distributed` that `use()` replaces.
-PATCHED: tuple[str, ...] = ("init", "is_available", "all_sum", "all_gather", "all_max", "all_min",
-                            "sum_scatter", "send", "recv", "recv_like", "Group")
+#: The collectives whose `group=None` calls `use()` routes to the boltring group.
+ROUTED: tuple[str, ...] = ("all_sum", "all_gather", "all_max", "all_min", "sum_scatter", "send", "recv",
+                           "recv_like")
+#: Every attribute of `mlx.core.distributed` that `use()` replaces.
+PATCHED: tuple[str, ...] = ("init", *ROUTED)
 
-_MLXGroup: type = mx.distributed.Group
+BACKENDS = ("any", "mpi", "nccl", "jaccl", "ring")
 
 _lock = threading.RLock()
 _originals: dict[str, Any] = {}
@@ -69,7 +67,7 @@ class Using:
 
 
 def use(group: Group | None = None, **options: Any) -> Using:
-    """Route `mx.distributed` through boltring.
+    """Route `mx.distributed.init` and `group=None` collectives to boltring.
 
     With `group`, that group is the one `init()` returns.  Without, the first
     `init()` (or collective with `group=None`) forms one with
@@ -90,8 +88,9 @@ def use(group: Group | None = None, **options: Any) -> Using:
         if not _originals:
             for name in PATCHED:
                 _originals[name] = getattr(mx.distributed, name)
-            for name in PATCHED:
-                setattr(mx.distributed, name, _PATCHES[name])
+            mx.distributed.init = init
+            for name in ROUTED:
+                setattr(mx.distributed, name, _routed(name, _originals[name]))
             log.debug("mx.distributed now runs on boltring")
     return Using()
 
@@ -125,9 +124,6 @@ def original(name: str) -> Any:
         return _originals.get(name) or getattr(mx.distributed, name)
 
 
-# ------------------------------------------------------------------- routing
-
-
 def _environment_names_a_group() -> bool:
     return bool(os.environ.get("MLX_HOSTFILE")) and os.environ.get("MLX_RANK") is not None
 
@@ -146,23 +142,7 @@ def _default(strict: bool) -> Group | None:
         return _group
 
 
-def _route(group: Any) -> Group | None:
-    """The boltring group a call runs on, or None when it belongs to MLX."""
-    if isinstance(group, Group):
-        return group
-    if group is None:
-        return _default(strict=False)
-    return None
-
-
-def _array(x: Any) -> mx.array:
-    return x if isinstance(x, mx.array) else mx.array(x)
-
-
-# -------------------------------------------------- the functions use() installs
-
-
-def init(strict: bool = False, backend: str = "any", **kwargs: Any) -> Any:
+def init(strict: bool = False, backend: str = "any", *, all_gather_factory: Any = None) -> Any:
     """`mx.distributed.init`: the boltring group, for any backend.
 
     Formed on the first call from MLX_HOSTFILE/MLX_RANK (unless `use()` was given
@@ -171,104 +151,29 @@ def init(strict: bool = False, backend: str = "any", **kwargs: Any) -> Any:
     against.  Only when the environment names no group at all and `strict` is
     False does this return MLX's singleton group, as MLX does.
     """
+    if backend not in BACKENDS:
+        raise ValueError("[distributed] The only valid values for backend are 'any', 'mpi', 'nccl', "
+                         f"'jaccl' and 'ring' but '{backend}' was provided.")
+    if all_gather_factory is not None:
+        if backend != "jaccl":
+            raise ValueError("all_gather_factory is only supported with backend='jaccl'.")
+        return _originals["init"](strict, backend, all_gather_factory=all_gather_factory)
     group = _default(strict)
     if group is None:
-        return _originals["init"](strict=False, backend=backend, **kwargs)
+        return _originals["init"](strict=False, backend=backend)
     return group
 
 
-def is_available(backend: str = "any") -> bool:
-    """`mx.distributed.is_available`: boltring is always available."""
-    return True
+def _routed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """MLX's `fn`, with `group=None` meaning the boltring group in use."""
+
+    @functools.wraps(fn)
+    def call(*args: Any, group: Any = None, stream: Any = None) -> Any:
+        if group is None:
+            group = _default(strict=False)
+        return fn(*args, group=group, stream=stream)
+
+    return call
 
 
-def all_sum(x: Any, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.all_sum`: elementwise sum over the ranks."""
-    g = _route(group)
-    if g is None:
-        return _originals["all_sum"](x, group=group, stream=stream)
-    return g.all_sum(_array(x))
-
-
-def all_max(x: Any, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.all_max`: elementwise maximum over the ranks."""
-    g = _route(group)
-    if g is None:
-        return _originals["all_max"](x, group=group, stream=stream)
-    return g.all_max(_array(x))
-
-
-def all_min(x: Any, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.all_min`: elementwise minimum over the ranks."""
-    g = _route(group)
-    if g is None:
-        return _originals["all_min"](x, group=group, stream=stream)
-    return g.all_min(_array(x))
-
-
-def all_gather(x: Any, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.all_gather`: concatenation along axis 0 in rank order
-    (a scalar counts as one row, so n ranks give shape (n,), as MLX does)."""
-    g = _route(group)
-    if g is None:
-        return _originals["all_gather"](x, group=group, stream=stream)
-    return g.all_gather(_array(x))
-
-
-def sum_scatter(x: Any, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.sum_scatter`: this rank's rows of the sum, shape
-    `(x.shape[0] // size, *x.shape[1:])` (MLX's ring backend lacks it; boltring has it)."""
-    g = _route(group)
-    if g is None:
-        return _originals["sum_scatter"](x, group=group, stream=stream)
-    x = _array(x)
-    if x.ndim == 0 or x.shape[0] % g.size():
-        raise ValueError(f"[sum_scatter] Invalid shape={x.shape} for a group of size {g.size()}: "
-                         "axis 0 must exist and be divisible by the group size")
-    return g.sum_scatter(x)
-
-
-def send(x: Any, dst: int, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.send`: send `x` to rank `dst`; returns the array it sent."""
-    g = _route(group)
-    if g is None:
-        return _originals["send"](x, dst, group=group, stream=stream)
-    return g.send(_array(x), dst)
-
-
-def recv(shape: Sequence[int], dtype: mx.Dtype, src: int, *, group: Any = None,
-         stream: Any = None) -> mx.array:
-    """`mx.distributed.recv`: a new array of `shape` and `dtype` from rank `src`."""
-    g = _route(group)
-    if g is None:
-        return _originals["recv"](shape, dtype, src, group=group, stream=stream)
-    return g.recv(shape, dtype, src)
-
-
-def recv_like(x: Any, src: int, *, group: Any = None, stream: Any = None) -> mx.array:
-    """`mx.distributed.recv_like`: receive an array shaped and typed like `x`."""
-    g = _route(group)
-    if g is None:
-        return _originals["recv_like"](x, src, group=group, stream=stream)
-    return g.recv_like(_array(x), src)
-
-
-class _EitherGroup(type):
-    def __instancecheck__(cls, obj: object) -> bool:
-        return isinstance(obj, (_MLXGroup, Group))
-
-    def __subclasscheck__(cls, sub: type) -> bool:
-        return isinstance(sub, type) and issubclass(sub, (_MLXGroup, Group))
-
-
-class AnyGroup(metaclass=_EitherGroup):
-    """`mx.distributed.Group` while boltring is in use: an MLX group or a boltring group."""
-
-
-_PATCHES: dict[str, Any] = {
-    "init": init, "is_available": is_available, "all_sum": all_sum, "all_gather": all_gather,
-    "all_max": all_max, "all_min": all_min, "sum_scatter": sum_scatter, "send": send,
-    "recv": recv, "recv_like": recv_like, "Group": AnyGroup,
-}
-
-__all__ = ["PATCHED", "AnyGroup", "Using", "active", "current_group", "original", "unuse", "use"]
+__all__ = ["BACKENDS", "PATCHED", "ROUTED", "Using", "active", "current_group", "original", "unuse", "use"]

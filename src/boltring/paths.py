@@ -1,24 +1,30 @@
 """Peer links: every path to one neighbour, the one in use, and switching between them.
 
-One rank of each pair dials (rank r dials rank r+1, as in MLX's ring), the other
-accepts.  The dialer owns
-the choice of path: a monitor thread keeps a small probe connection open on every
+This is the control plane of one link; the bytes move in the native group
+(`native/`), which never calls back into Python.  One rank of each pair dials
+(rank r dials rank r+1, as in MLX's ring), the other accepts.  The dialer owns the
+choice of path: a monitor thread keeps a small probe connection open on every
 candidate path (each bound to its interface), measures RTT, and feeds a
-`PathPolicy`.  Data moves on the active path's connections (several when several
-addresses of the best kind exist: stripes).
+`PathPolicy`.
 
-A switch opens a new *epoch*: the dialer dials fresh data connections on the new
-path, saying in HELLO how many frames it has sent and received on this link; the
-acceptor adopts them at an operation boundary (or between 100 ms slices of a
-transfer) and answers with a SWITCH frame carrying its own counts.  Each side then
-re-sends the frames the other never received, from references it kept, so an
-operation interrupted by a path failure completes on the new path with the same
-bytes: the caller sees a slower call, not an error.
+A path in use is an *epoch*: the dialer dials data connections on it (several
+when several addresses of the best kind exist: stripes), the acceptor answers on
+stripe 0 once all have arrived, and each side *stages* the connections into its
+native link.  The native link adopts the newest staged epoch as soon as it can
+(between two 50 ms slices of a transfer, or at once when its path broke), tells
+the peer in a RESUME frame which frames it holds, and both send again what the
+other lacks, so an operation interrupted by a path failure completes on the new
+path with the same bytes: the caller sees a slower call, not an error.
+
+A supervisor thread per link watches the native link: when its path broke the
+dialer tells the policy and dials the next path; connections of epochs the native
+link no longer uses are closed; a peer that is gone, a refused secret or a
+forbidden fallback end the link with the fitting error, which the waiting
+operation raises.
 """
 
 from __future__ import annotations
 
-import collections
 import errno
 import json
 import logging
@@ -29,11 +35,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from boltring import _core, endpoint, handshake, links, memory
+from boltring import _core, endpoint, handshake, hostfile, links, memory
+from boltring import native as _native
 from boltring.channel import Channel
 from boltring.errors import (AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError,
                              Timeout)
-from boltring import hostfile
 from boltring.hostfile import Address
 from boltring.policy import Candidate, Decision, PathPolicy
 
@@ -43,6 +49,10 @@ KINDS = ("initial", "fallback", "promote", "switch", "down")
 
 # A peer's host that refuses every path this long has no process listening: it is gone.
 REFUSED_FOR_S = 1.0
+
+# The native link's failure kinds (native/failure.hpp `Fail`), by Python class.
+_FAIL = {PeerLost: 1, PeerClosed: 2, LinkDown: 3, Timeout: 4, ProtocolError: 5, ConfigError: 6,
+         AuthError: 7}
 
 
 class Refusal(ConfigError):
@@ -95,49 +105,29 @@ def reason_of(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-@dataclass(eq=False)
-class Frame:
-    """One logical frame on a link: a whole buffer, possibly split over stripes."""
-
-    link: PeerLink
-    send: bool
-    view: memoryview  # bytes view of the caller's buffer
-    dtype: int
-    seq: int = -1
-    done: bool = False
-    resent: bool = False  # a re-send of a frame the peer never received
-    # receive: (op, dtype code, itemsize, dst, src) bytes views run as dst = dst (op) src
-    # the moment the frame has arrived, while later frames are still on the wire
-    reduce: tuple[int, int, int, memoryview, memoryview] | None = None
+def fail_native(native: Any, exc: BaseException) -> None:
+    """End a native link with `exc`'s kind: the operation waiting on it raises it."""
+    kind = next((code for cls, code in _FAIL.items() if isinstance(exc, cls)), _FAIL[PeerLost])
+    native.fail(kind, str(exc))
 
 
 class PeerLink:
-    """Everything between this rank and one neighbour."""
+    """Everything between this rank and one neighbour, but the bytes."""
 
     def __init__(self, me: int, peer: int, world: int, addresses: tuple[Address, ...],
-                 settings: Settings, record: Callable[[PathEvent], None]):
+                 settings: Settings, record: Callable[[PathEvent], None], native: _native.Link):
         self.me, self.peer, self.world = me, peer, world
         self.dialer = hostfile.dials(me, peer, world)
         self.settings = settings
         self._record = record
         self.addresses = addresses
+        self.native = native
         self.lock = threading.RLock()
-        self.epoch = 0
-        self.stripes: list[Channel] = []
+        self.epoch = 0  # the newest epoch staged
+        self.chans: dict[int, list[Channel]] = {}  # epoch -> its connections, until retired
         self.path: Candidate | None = None
         self.since = time.monotonic()
-        self.send_seq = 0
-        self.recv_seq = 0
-        self._scratch: dict[int, bytearray] = {}
-        self.window: collections.deque[tuple[int, int, memoryview, int]] = collections.deque()
-        self.resend: list[Frame] = []
-        self.op_number = 0
-        self.bytes_sent = 0
-        self.bytes_received = 0
         self.closed = False
-        # the stripes are unusable: an operation was abandoned mid-frame, the path went
-        # down, or its interface came back with a new index; ready() opens a new epoch
-        self.dirty = False
         self.fatal: BaseException | None = None
         # dialer side
         self.policy = PathPolicy(resolve(addresses), max_rtt_ms=settings.max_rtt_ms, k=settings.k,
@@ -145,14 +135,15 @@ class PeerLink:
                                  started=time.monotonic())
         self.want: Candidate | None = None
         self._path_index: int | None = None  # the active interface's index when its epoch began
-        self._restripe = False  # more stripes are healthy than the epoch uses
+        self._renew = False  # the active path needs new connections (its interface came back)
+        self._broken_seen = 0  # the epoch whose break the policy has been told of
         self.want_kind = "initial"
         self.want_reason = ""
         self._probes: dict[Candidate, Channel] = {}
         self._refused: dict[Candidate, float] = {}  # since when the peer's host refuses it
-        self._peer_missing: dict[str, str] = {}  # remote endpoint -> the peer's vanished interface  # the peer's host answered: nothing listens
+        self._peer_missing: dict[str, str] = {}  # remote endpoint -> the peer's vanished interface
         self._stop = threading.Event()
-        self._monitor: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         # acceptor side
         self._incoming: dict[int, dict[int, tuple[Channel, dict[str, Any]]]] = {}
         self._incoming_cv = threading.Condition(self.lock)
@@ -167,19 +158,23 @@ class PeerLink:
         return f"<PeerLink {self.me}->{self.peer} epoch {self.epoch} via {self.path}>"
 
     def info(self) -> PathInfo:
+        st = self.native.state()
         with self.lock:
             c = self.path
             rtt = self.policy.health[c].rtt_ms if c is not None and c in self.policy.health else None
-            if not self.stripes:
-                state = "down" if self.epoch else "connecting"
+            if st["epoch"] == 0 and not self.chans:
+                state = "connecting"
+            elif st["broken"] or st["failed"] or not self.chans:
+                state = "down"
             elif c is None or c.kind == self.policy.primary_kind:
                 state = "primary"
             else:
                 state = "fallback"
             local = None
-            if self.stripes:
+            newest = self.chans.get(self.epoch)
+            if newest:
                 try:
-                    local = endpoint.format(*_core.local_addr(self.stripes[0].fileno()))
+                    local = endpoint.format(*_core.local_addr(newest[0].fileno()))
                 except BoltError:
                     pass
             return PathInfo(
@@ -188,8 +183,13 @@ class PeerLink:
                 local=local,
                 remote=c.remote if c else None,
                 rtt_ms=rtt,
-                state=state, since=self.since, epoch=self.epoch, stripes=len(self.stripes),
+                state=state, since=self.since, epoch=self.epoch, stripes=len(newest or ()),
             )
+
+    def counters(self) -> dict[str, int]:
+        st = self.native.state()
+        return {k: st[k] for k in ("bytes_sent", "bytes_received", "frames_sent", "frames_received",
+                                   "frames_resent")}
 
     def _event(self, kind: str, old: Candidate | None, new: Candidate | None, reason: str) -> None:
         ev = PathEvent(time.time(), self.peer, kind, str(old) if old else None,
@@ -201,13 +201,45 @@ class PeerLink:
         else:
             log.info("rank %d -> peer %d: %s %s: %s", self.me, self.peer, kind, ev.to_path, reason)
 
-    # --------------------------------------------------------- dialer: probes
+    # --------------------------------------------------------------- threads
 
     def start_monitor(self) -> None:
-        if self.dialer and self._monitor is None:
-            self._monitor = threading.Thread(target=self._monitor_loop, name=f"boltring-probe-{self.peer}",
-                                             daemon=True)
-            self._monitor.start()
+        """The dialer's probes: they run from before formation on."""
+        if self.dialer:
+            self._thread(self._monitor_loop, "boltring-probe")
+
+    def start_supervisor(self) -> None:
+        """After formation: the thread that follows the native link."""
+        self._thread(self._supervise, "boltring-link")
+
+    def _thread(self, fn: Callable[[], None], name: str) -> None:
+        t = threading.Thread(target=fn, name=f"{name}-{self.peer}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _supervise(self) -> None:
+        seen = 0
+        while not self._stop.is_set():
+            st = self.native.changed(seen, 0.1)
+            seen = st["version"]
+            self._retire(st["retired_below"])
+            try:
+                if self.dialer:
+                    self._dialer_tick(st)
+                elif self.peer_gone is not None:
+                    fail_native(self.native, self.peer_gone)
+            except Exception:  # noqa: BLE001 - the supervisor must outlive any one mistake
+                log.exception("rank %d -> peer %d: supervisor", self.me, self.peer)
+
+    def _retire(self, below: int) -> None:
+        """Close connections of the epochs the native link has left behind."""
+        with self.lock:
+            old = [e for e in self.chans if e < below]
+            chans = [c for e in old for c in self.chans.pop(e)]
+        for chan in chans:
+            chan.close(goodbye=False)
+
+    # --------------------------------------------------------- dialer: probes
 
     def _hello(self, role: str, **extra: Any) -> dict[str, Any]:
         return {"world": self.world, "src": self.me, "dst": self.peer, "role": role,
@@ -240,7 +272,7 @@ class PeerLink:
                 if c.remote in self._peer_missing:
                     self.policy.failed(c, self._why(LinkDown("missing"), c))
 
-    def _why(self, exc: BaseException, c: Candidate) -> str:
+    def _why(self, exc: BaseException | str, c: Candidate) -> str:
         """The reason a path failed, naming a vanished interface plainly, ours or the peer's."""
         if c.remote in self._peer_missing:
             return f"the peer's {self._peer_missing[c.remote]} is missing (rank {self.peer}, {c.remote})"
@@ -308,9 +340,6 @@ class PeerLink:
                 self._probe_once(c)
             self.decide()
             self._check_index()
-            with self.lock:  # another healthy address of the active kind: use it too, at a boundary
-                self._restripe = (self.path is not None and self.want == self.path
-                                  and len(self.policy.stripes()) > len(self.stripes))
             self._stop.wait(max(0.0, interval - (time.monotonic() - t0)))
         for chan in self._probes.values():
             chan.close()
@@ -318,21 +347,123 @@ class PeerLink:
 
     def _check_index(self) -> None:
         """Data connections bound to an interface that has since gone and come back
-        (a new index) lead nowhere: mark them for a new epoch."""
+        (a new index) lead nowhere: the path needs new connections."""
         path, index = self.path, self._path_index
         if path is not None and index is not None and _index_of(path.iface) != index:
-            self.dirty = True
+            self._renew = True
 
     def decide(self) -> Decision | None:
-        """Ask the policy; a switch it makes becomes the path the op thread moves to."""
+        """Ask the policy; a switch it makes becomes the path the supervisor moves to."""
         with self.lock:
             d = self.policy.decide(time.monotonic())
             if d is not None:
                 self.want, self.want_kind, self.want_reason = d.new, d.kind, d.reason
-                if d.new is None:
-                    self.dirty = True  # the path went down: its connections are not to be reused
                 self._event(d.kind, d.old, d.new, d.reason)
             return d
+
+    # ------------------------------------------------- dialer: choosing paths
+
+    def _dialer_tick(self, st: dict[str, Any]) -> None:
+        """React to the native link and the policy: tell the policy of a broken path,
+        dial the path it wants, or end the link when no path can be had."""
+        if self.closed:
+            return
+        if self.fatal is not None:
+            fail_native(self.native, self.fatal)
+            return
+        if st["broken"] and st["staged"] == 0 and st["epoch"] == self.epoch and self._broken_seen != self.epoch:
+            self._broken_seen = self.epoch
+            with self.lock:
+                if self.path is not None:
+                    self.policy.failed(self.path, self._why(st["broken_why"], self.path))
+            self.decide()
+        with self.lock:
+            want, path = self.want, self.path
+            restripe = (want is not None and want == path
+                        and len(self.policy.stripes()) > len(self.chans.get(self.epoch, ())))
+        current_broken = st["broken"] and st["staged"] == 0 and st["epoch"] == self.epoch
+        if want is None:
+            if current_broken or self.epoch == 0:
+                self._no_path(st)
+            return
+        if want != path or current_broken or self._renew or restripe:
+            try:
+                self._establish(want, time.monotonic() + 2 * self.settings.connect_timeout_s + 1.0)
+            except (AuthError, ConfigError) as exc:
+                self.fatal = exc
+                fail_native(self.native, exc)
+            except (BoltError, OSError) as exc:
+                with self.lock:
+                    self.policy.failed(want, self._why(exc, want))
+                    if self.want == want:
+                        self.want = None
+                self.decide()
+
+    def _no_path(self, st: dict[str, Any]) -> None:
+        """No path is wanted while the link needs one: is the peer gone, or is a
+        fallback forbidden?  Either ends the link; else the policy may still find one."""
+        with self.lock:
+            usable = [c for c in self.policy.candidates if c.iface]
+            now = time.monotonic()
+            # refusals must outlast a listener's reopening after its interface returns
+            gone = self.epoch and usable and all(now - self._refused.get(c, now) >= REFUSED_FOR_S
+                                                  for c in usable)
+        if gone:
+            fail_native(self.native, PeerLost(f"peer {self.peer}: its host refuses every path (nothing "
+                                              "listens): the process is gone"))
+        elif self.settings.fallback == "never" and self.epoch:
+            fail_native(self.native, self._no_path_error())
+
+    def _no_path_error(self) -> BoltError:
+        with self.lock:
+            detail = "; ".join(f"{c}: {self.policy.health[c].reason}" for c in self.policy.candidates)
+        if self.settings.fallback == "never":
+            return LinkDown(f"peer {self.peer}: the primary path is not usable ({detail}); "
+                            "fallback='never' allows no other")
+        return Timeout(f"peer {self.peer}: no usable path within the deadline ({detail or 'no candidates'})")
+
+    def _establish(self, target: Candidate, deadline: float) -> None:
+        """Dialer: open a new epoch on `target` (plus its stripes) and stage it."""
+        with self.lock:
+            stripes = [target] + [c for c in self.policy.stripes() if c != target and c.kind == target.kind]
+            epoch = self.epoch + 1
+        stripes = stripes[:16]
+        chans: list[Channel] = []
+        try:
+            for i, c in enumerate(stripes):
+                chan, _ = self._dial(c, "data", epoch=epoch, stripe=i, stripes=len(stripes),
+                                     why=self.want_kind, reason=self.want_reason)
+                chans.append(chan)
+            left = max(0.1, deadline - time.monotonic())
+            raw = chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left)
+            try:
+                ack = json.loads(raw)
+            except (ValueError, RecursionError):
+                ack = None
+            if not isinstance(ack, dict):
+                raise ProtocolError(f"peer {self.peer}: its SWITCH acknowledgement is not a JSON object")
+            if ack.get("epoch") != epoch:
+                raise ProtocolError(f"peer {self.peer}: switch acknowledged epoch {ack.get('epoch')}, not {epoch}")
+        except BaseException:
+            for chan in chans:
+                chan.close(goodbye=False)
+            raise
+        old = self.path
+        self._adopt(epoch, chans, target)
+        self._renew = False
+        if old is not None and old != target:
+            log.info("rank %d -> peer %d: now on %s (epoch %d)", self.me, self.peer, target, epoch)
+
+    def _adopt(self, epoch: int, chans: list[Channel], path: Candidate | None) -> None:
+        with self.lock:
+            self.chans[epoch] = chans
+            self.epoch = epoch
+            if path != self.path:
+                self.since = time.monotonic()
+            self.path = path
+            self._path_index = _index_of(path.iface) if path is not None else None
+            self._incoming_cv.notify_all()
+        self.native.stage(epoch, [c.fileno() for c in chans])
 
     # ------------------------------------------------------- acceptor: intake
 
@@ -343,7 +474,7 @@ class PeerLink:
                               f"but this rank's hostfile has {self.world}")
         if self.peer_instance is not None and hello.get("instance") != self.peer_instance:
             raise Refusal(f"rank {self.peer} is already connected from another process; "
-                              "two processes claim the same rank (duplicate MLX_RANK?)")
+                          "two processes claim the same rank (duplicate MLX_RANK?)")
 
     def incoming(self, chan: Channel, hello: dict[str, Any]) -> None:
         """A connection the rendezvous accepted and authenticated for this link."""
@@ -364,11 +495,31 @@ class PeerLink:
             log.warning("peer %d: data connection with a bad epoch/stripe in HELLO: %s", self.peer, hello)
             return
         with self._incoming_cv:
-            if epoch <= self.epoch:
+            if epoch <= self.epoch or self.closed:
                 chan.close(goodbye=False)
                 return
-            self._incoming.setdefault(epoch, {})[stripe] = (chan, hello)
-            self._incoming_cv.notify_all()
+            conns = self._incoming.setdefault(epoch, {})
+            conns[stripe] = (chan, hello)
+            if len(conns) < stripes:
+                return
+            del self._incoming[epoch]
+            for stale in [e for e in self._incoming if e < epoch]:
+                for c, _ in self._incoming.pop(stale).values():
+                    c.close(goodbye=False)
+        chans = [conns[i][0] for i in range(stripes)]
+        try:
+            chans[0].send_control(_core.KIND_SWITCH, json.dumps({"epoch": epoch}).encode(),
+                                  timeout=self.settings.connect_timeout_s)
+        except (BoltError, OSError) as exc:
+            log.info("peer %d: could not acknowledge epoch %d: %s", self.peer, epoch, exc)
+            for c in chans:
+                c.close(goodbye=False)
+            return
+        old, path = self.path, _path_of(chans[0])
+        self._adopt(epoch, chans, path)
+        why = str(hello.get("why", "switch"))
+        self._event(why if why in KINDS else "switch", old, path,
+                    f"{hello.get('reason') or 'the dialer opened a new path'} (epoch {epoch})")
 
     def _answer_probes(self, chan: Channel) -> None:
         """Answer the dialer's probes on one path until it stops probing (thread)."""
@@ -385,72 +536,39 @@ class PeerLink:
                 self.peer_gone = ended if isinstance(ended, PeerClosed) else PeerLost(
                     f"peer {self.peer}: every connection ended without GOODBYE (the process died or "
                     "its host went away)")
+                fail_native(self.native, self.peer_gone)
             self._incoming_cv.notify_all()
 
-    def _pending_epoch(self) -> int | None:
-        """The newest fully arrived epoch newer than ours, if any (lock held)."""
-        for e in sorted(self._incoming, reverse=True):
-            conns = self._incoming[e]
-            n = next(iter(conns.values()))[1]["stripes"]
-            if e > self.epoch and len(conns) == n:
-                return e
-        return None
+    # -------------------------------------------------------------- forming
 
-    # ----------------------------------------------------------- epochs, both
-
-    def needs_switch(self) -> str | None:
-        """Why the op thread should change path now (checked between slices)."""
-        if self.closed:
-            return "closed"
+    def ready(self, deadline: float) -> None:
+        """At formation: wait until the first epoch is staged (dialing it, on the
+        dialer), or raise why it cannot be."""
         if self.dialer:
-            if self.fatal is not None:
-                return "fatal"
-            if self.path is not None and not self.policy.health[self.path].healthy and self.want != self.path:
-                return f"{self.path.iface} is unhealthy"
-            return None
-        with self.lock:
-            if self._pending_epoch() is not None:
-                return "new epoch from the dialer"
-            if self.peer_gone is not None:
-                return "peer gone"
-        return None
+            self._form_dialer(deadline)
+            return
+        with self._incoming_cv:
+            while self.epoch == 0:
+                if self.peer_gone is not None:
+                    raise self.peer_gone
+                if self.fatal is not None:
+                    raise self.fatal
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "
+                                  "(is it running, with the same hostfile, and can it reach this "
+                                  "rank's addresses?)")
+                self._incoming_cv.wait(min(left, 0.1))
 
-    def ready(self, deadline: float, promote: bool) -> None:
-        """Make sure the link has data connections on the path it should use.
-        `promote`: at an operation boundary, also move to a better path."""
-        if self.stripes and not self.dirty and self.fatal is None and not self.closed:
-            # the common case, once per operation: nothing to change
-            if self.dialer and self.want == self.path and not (promote and self._restripe):
-                return
-            if not self.dialer and not self._incoming and self.peer_gone is None:
-                return
-        if self.closed:
-            raise PeerClosed(f"peer {self.peer}: the group is closed")
-        if self.dirty:
-            with self.lock:
-                for chan in self.stripes:
-                    chan.close(goodbye=False)
-                self.stripes = []
-                self.dirty = False
-        if self.dialer:
-            self._dialer_ready(deadline, promote)
-        else:
-            self._acceptor_ready(deadline)
-
-    def _dialer_ready(self, deadline: float, promote: bool) -> None:
-        while True:
+    def _form_dialer(self, deadline: float) -> None:
+        while self.epoch == 0:
             if self.fatal is not None:
                 raise self.fatal
             with self.lock:
                 want = self.want
-            if self.stripes and ((want == self.path and not (promote and self._restripe))
-                                 or (not promote and self.path is not None
-                                     and self.policy.health[self.path].healthy)):
-                return
             if want is None:
-                self._check_peer_alive()
                 waited = time.monotonic() - self.policy.started > self.settings.prefer_wait_s
-                if self.settings.fallback == "never" and (self.epoch or waited):
+                if self.settings.fallback == "never" and waited:
                     raise self._no_path_error()
                 if time.monotonic() > deadline:
                     raise self._no_path_error()
@@ -459,7 +577,6 @@ class PeerLink:
                 continue
             try:
                 self._establish(want, deadline)
-                return
             except (AuthError, ConfigError):
                 raise
             except (BoltError, OSError) as exc:
@@ -471,193 +588,23 @@ class PeerLink:
                 if time.monotonic() > deadline:
                     raise self._no_path_error() from exc
 
-    def _check_peer_alive(self) -> None:
-        """After the data path failed: if the peer's host refuses every path (nothing
-        listens any more) or said GOODBYE, the peer is gone: say so now."""
-        with self.lock:
-            usable = [c for c in self.policy.candidates if c.iface]
-            # refusals must outlast a listener's reopening after its interface returns
-            now = time.monotonic()
-            if self.epoch and usable and all(now - self._refused.get(c, now) >= REFUSED_FOR_S for c in usable):
-                raise PeerLost(f"peer {self.peer}: its host refuses every path (nothing listens): "
-                               "the process is gone")
-
-    def _no_path_error(self) -> BoltError:
-        with self.lock:
-            detail = "; ".join(f"{c}: {self.policy.health[c].reason}" for c in self.policy.candidates)
-        if self.settings.fallback == "never":
-            return LinkDown(f"peer {self.peer}: the primary path is not usable ({detail}); "
-                            "fallback='never' allows no other")
-        return Timeout(f"peer {self.peer}: no usable path within the deadline ({detail or 'no candidates'})")
-
-    def _establish(self, target: Candidate, deadline: float) -> None:
-        """Dialer: open a new epoch on `target` (plus its stripes) and agree on counts."""
-        with self.lock:
-            stripes = [target] + [c for c in self.policy.stripes() if c != target and c.kind == target.kind]
-            epoch = self.epoch + 1
-        chans: list[Channel] = []
-        try:
-            for i, c in enumerate(stripes[:16]):
-                chan, _ = self._dial(c, "data", epoch=epoch, stripe=i, stripes=len(stripes[:16]),
-                                     send_seq=self.send_seq, recv_seq=self.recv_seq,
-                                     why=self.want_kind, reason=self.want_reason)
-                chans.append(chan)
-            left = max(0.1, deadline - time.monotonic())
-            raw = chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left)
-            try:
-                ack = json.loads(raw)
-            except (ValueError, RecursionError):
-                ack = None
-            if not isinstance(ack, dict):
-                raise ProtocolError(f"peer {self.peer}: its SWITCH acknowledgement is not a JSON object")
-        except BaseException:
-            for chan in chans:
-                chan.close(goodbye=False)
-            raise
-        if ack.get("epoch") != epoch:
-            raise PeerLost(f"peer {self.peer}: switch acknowledged epoch {ack.get('epoch')}, not {epoch}")
-        old = self.path
-        self._replace(epoch, chans, target)
-        self._restripe = False
-        self._reconcile(ack)
-        if old is not None and old != target:
-            log.info("rank %d -> peer %d: now on %s (epoch %d)", self.me, self.peer, target, epoch)
-
-    def _acceptor_ready(self, deadline: float) -> None:
-        with self._incoming_cv:
-            while True:
-                e = self._pending_epoch()
-                if e is not None:
-                    conns = self._incoming.pop(e)
-                    for stale in [x for x in self._incoming if x < e]:
-                        for chan, _ in self._incoming.pop(stale).values():
-                            chan.close(goodbye=False)
-                    break
-                if self.peer_gone is not None:
-                    raise self.peer_gone  # even with stripes: they lead nowhere now
-                if self.stripes:
-                    return
-                if self.fatal is not None:
-                    raise self.fatal
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "
-                                  "(is it running, with the same hostfile, and can it reach this "
-                                  "rank's addresses?)")
-                self._incoming_cv.wait(min(left, 0.1))
-        chans = [conns[i][0] for i in range(len(conns))]
-        hello = conns[0][1]
-        path = _path_of(chans[0])
-        old = self.path
-        self._replace(e, chans, path)
-        chans[0].send_control(_core.KIND_SWITCH, json.dumps(
-            {"epoch": e, "send_seq": self.send_seq, "recv_seq": self.recv_seq}).encode(),
-            timeout=self.settings.connect_timeout_s)
-        self._reconcile(hello)
-        why = str(hello.get("why", "switch"))
-        self._event(why if why in KINDS else "switch", old, path,
-                    f"{hello.get('reason') or 'the dialer opened a new path'} (epoch {e})")
-
-    def _replace(self, epoch: int, chans: list[Channel], path: Candidate | None) -> None:
-        with self.lock:
-            for chan in self.stripes:
-                chan.close(goodbye=False)
-            self.stripes = chans
-            self.epoch = epoch
-            if path != self.path:
-                self.since = time.monotonic()
-            self.path = path
-            self._path_index = _index_of(path.iface) if path is not None else None
-
-    def _reconcile(self, peer: dict[str, Any]) -> None:
-        """Queue re-sends of the frames the peer never received."""
-        peer_recv, peer_send = peer.get("recv_seq"), peer.get("send_seq")
-        if not isinstance(peer_recv, int) or not isinstance(peer_send, int):
-            raise PeerLost(f"peer {self.peer}: switch without frame counts")
-        if peer_send < self.recv_seq or peer_recv > self.send_seq:
-            raise PeerLost(f"peer {self.peer}: frame counts disagree (peer sent {peer_send}, received "
-                           f"{peer_recv}; we received {self.recv_seq}, sent {self.send_seq})")
-        held = {seq: (view, dtype) for seq, _, view, dtype in self.window}
-        missing = [s for s in range(peer_recv, self.send_seq) if s not in held]
-        if missing:
-            raise PeerLost(f"peer {self.peer}: cannot resume, frames {missing} are no longer held")
-        self.resend = [Frame(self, True, held[s][0], held[s][1], s, resent=True)
-                       for s in range(peer_recv, self.send_seq)]
-        if self.resend:
-            log.info("peer %d: re-sending %d frame(s) the peer did not receive", self.peer, len(self.resend))
-
-    # ---------------------------------------------------------------- frames
-
-    def scratch(self, nbytes: int, slot: int = 0) -> memoryview:
-        """Buffer `slot`, reused across operations (its bytes are copied out before
-        the next one), `nbytes` long."""
-        buf = self._scratch.get(slot, bytearray())
-        if len(buf) < nbytes:
-            buf = self._scratch[slot] = bytearray(max(nbytes, 2 * len(buf)))
-        return memoryview(buf)[:nbytes]
-
-    def begin_op(self) -> None:
-        """An operation boundary: frames older than the previous operation are
-        known delivered (the peer could not have answered otherwise)."""
-        self.op_number += 1
-        while self.window and self.window[0][1] < self.op_number - 1:
-            self.window.popleft()
-
-    def completed(self, f: Frame) -> None:
-        if f.send:
-            if f.seq == self.send_seq:
-                self.window.append((f.seq, self.op_number, f.view, f.dtype))
-                self.send_seq += 1
-            self.bytes_sent += f.view.nbytes
-        else:
-            self.recv_seq += 1
-            self.bytes_received += f.view.nbytes
-
-    def stripe(self, f: Frame) -> Channel:
-        """The connection that carries frame `f`: frames, never split, take turns over
-        the stripes by sequence number (both ends know both), so a frame is received
-        whole or not at all, and a reduce on arrival runs exactly once."""
-        return self.stripes[f.seq % len(self.stripes)]
-
-    def failed(self, exc: BaseException) -> None:
-        """The data path failed under an operation: say so and pick the next path."""
-        if isinstance(exc, PeerClosed):
-            raise exc
-        if isinstance(exc, ProtocolError) and "truncated" not in str(exc):
-            # a frame other than the one expected is a desync or a lie, not a broken
-            # path: another path would not mend it (a truncated frame is a broken path)
-            raise ProtocolError(f"peer {self.peer}: {exc}") from exc
-        with self.lock:
-            for chan in self.stripes:
-                chan.close(goodbye=False)
-            self.stripes = []
-            if not self.dialer:
-                if self.peer_gone is not None:
-                    raise self.peer_gone from exc
-                if self._pending_epoch() is None:
-                    log.info("peer %d: data path failed (%s); waiting for the dialer to reconnect",
-                             self.peer, reason_of(exc))
-                return
-            if self.path is not None:
-                self.policy.failed(self.path, self._why(exc, self.path))
-        self.decide()
-        if self.settings.fallback == "never" and self.want is None:
-            raise LinkDown(f"peer {self.peer}: {reason_of(exc)}; fallback='never' allows no other path") from exc
-
     # ----------------------------------------------------------------- close
 
-    def close(self) -> None:
-        """GOODBYE on the data path, stop probing, close every connection."""
+    def close(self, goodbye: bool = True) -> None:
+        """GOODBYE on the data path, stop the threads, close every connection.  The
+        native group has stopped using the connections before this is called."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
-            stripes, self.stripes = self.stripes, []
+            chans = dict(self.chans)
+            self.chans.clear()
         self._stop.set()
-        for chan in stripes:
-            chan.close(goodbye=not self.dirty)
-        if self._monitor is not None:
-            self._monitor.join(timeout=5)
+        for e, conns in sorted(chans.items()):
+            for chan in conns:
+                chan.close(goodbye=goodbye and e == max(chans))
+        for t in self._threads:
+            t.join(timeout=5)
         with self._incoming_cv:
             for conns in self._incoming.values():
                 for chan, _ in conns.values():
@@ -702,93 +649,10 @@ def _index_of(iface: str) -> int | None:
         return None
 
 
-def _why(exc: BaseException, c: Candidate) -> str:
+def _why(exc: BaseException | str, c: Candidate) -> str:
     """The reason a path failed, naming a vanished interface plainly."""
     try:
         _core.ifindex(c.iface)
     except BoltError:
         return f"interface {c.iface} is missing"
-    return reason_of(exc)
-
-
-def run(frames: list[Frame], deadline: float, *, boundary: bool = False) -> None:
-    """Move a step's frames across their links, in one poll loop, surviving path
-    failures: a failed link is repaired (new epoch) and only its unfinished frames
-    move again; frames on healthy links keep their progress.  At an operation
-    `boundary` a link also moves to a better path the monitor has chosen."""
-    links_in = list(dict.fromkeys(f.link for f in frames))
-    try:
-        _run(frames, links_in, deadline, boundary)
-    except BaseException:
-        for link in links_in:
-            link.dirty = True
-        raise
-
-
-def _run(frames: list[Frame], links_in: list[PeerLink], deadline: float, boundary: bool) -> None:
-    for link in links_in:
-        link.ready(deadline, promote=boundary)
-    carried: dict[int, bytes] = {}
-    while True:
-        # re-sends first, in order, then this step's frames; seqs follow the counters
-        todo = [f for link in links_in for f in link.resend] + [f for f in frames if not f.done]
-        if not todo:
-            return
-        send_next = {link: link.send_seq for link in links_in}
-        recv_next = {link: link.recv_seq for link in links_in}
-        t = _core.Transfer(_core.KIND_DATA)
-        parts: list[tuple[Frame, int]] = []
-        for f in todo:
-            if f.resent:
-                pass  # keeps the seq it first had
-            elif f.send:
-                f.seq = send_next[f.link]
-                send_next[f.link] += 1
-            else:
-                f.seq = recv_next[f.link]
-                recv_next[f.link] += 1
-            chan = f.link.stripe(f)
-            i = t.add(f.send, chan.fileno(), f.view, f.seq, f.dtype, chan.where, carried.pop(id(f), None), f.reduce)
-            parts.append((f, i))
-        try:
-            t.run(max(0.0, deadline - time.monotonic()), abort=lambda: _any_switch(links_in))
-            failure: BaseException | None = None
-        except (BoltError, _core.Aborted) as exc:
-            failure = exc
-        broken: set[PeerLink] = set()
-        if failure is not None:
-            failed_at = getattr(failure, "op_index", -1)
-            owner = next((f.link for f, i in parts if i == failed_at), None)
-            for link in ([owner] if owner else []) + [lk for lk in links_in if lk.needs_switch()]:
-                broken.add(link)
-            if not broken:
-                raise failure
-        for f, i in parts:
-            if t.finished(i):
-                f.done = True
-                if f.resent:
-                    f.link.resend.remove(f)
-                    f.link.bytes_sent += f.view.nbytes
-                else:
-                    f.link.completed(f)
-            elif f.link not in broken and t.started(i):
-                carried[id(f)] = t.progress(i)
-        if failure is None:
-            continue
-        if time.monotonic() > deadline:
-            if isinstance(failure, _core.Aborted):
-                raise Timeout(f"deadline passed while switching paths ({failure})")
-            raise failure
-        for link in broken:
-            if not isinstance(failure, _core.Aborted):
-                link.failed(failure)
-            link.resend = []
-            link.ready(deadline, promote=False)
-
-
-def _any_switch(links_in: Iterable[PeerLink]) -> str | None:
-    for link in links_in:
-        why = link.needs_switch()
-        if why:
-            return f"peer {link.peer}: {why}"
-    return None
+    return exc if isinstance(exc, str) else reason_of(exc)

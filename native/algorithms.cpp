@@ -1,0 +1,255 @@
+#include "algorithms.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "op.hpp"
+
+namespace boltring {
+
+namespace {
+
+constexpr uint64_t kPiece = 1 << 20;
+constexpr uint64_t kMaxPieces = 8;
+
+using Range = std::pair<uint64_t, uint64_t>;
+
+std::vector<Range> bounds(uint64_t n, uint64_t parts) {
+  std::vector<Range> out;
+  uint64_t q = n / parts, r = n % parts, start = 0;
+  for (uint64_t i = 0; i < parts; i++) {
+    uint64_t end = start + q + (i < r ? 1 : 0);
+    out.emplace_back(start, end);
+    start = end;
+  }
+  return out;
+}
+
+// Byte ranges cutting `nbytes` into frames of about kPiece bytes, on element
+// boundaries: both ends cut a buffer the same way.
+std::vector<Range> pieces(uint64_t nbytes, size_t item) {
+  uint64_t parts = std::max<uint64_t>(1, std::min(kMaxPieces, nbytes / kPiece));
+  std::vector<Range> out;
+  for (auto [a, b] : bounds(nbytes / item, parts)) out.emplace_back(a * item, b * item);
+  return out;
+}
+
+// Whether a (op) b and b (op) a can differ in their bits (MLX's rules: which
+// NaN payload a float sum keeps, which of +0/-0 or of two NaNs max/min return).
+bool order_matters(int dtype, int op) {
+  bool wide_float = dtype == BOLT_DT_F32 || dtype == BOLT_DT_F64 || dtype == BOLT_DT_C64;
+  return wide_float || (op != BOLT_SUM && (dtype == BOLT_DT_F16 || dtype == BOLT_DT_BF16));
+}
+
+void reduce_into(Frame* r, int op, int dtype, char* dst, const char* src, size_t item) {
+  r->red_op = op;
+  r->red_dtype = dtype;
+  r->red_dst = dst;
+  r->red_src = src;
+  r->red_count = r->len / item;
+}
+
+Op make_op(Ctx& c, uint64_t nbytes) { return Op(nbytes, c.deadline_ns, c.wake_fd, c.interrupted); }
+
+void add_sends(Op& op, std::vector<Frame*>& fs, Link* l, const char* buf, uint64_t len, int dt) {
+  for (auto [a, b] : pieces(len, item_size(dt))) fs.push_back(op.send(l, buf + a, b - a, static_cast<uint8_t>(dt)));
+}
+
+// Receive `len` bytes into `buf`; with `dst`, reduce each piece into it as it lands.
+void add_recvs(Op& op, std::vector<Frame*>& fs, Link* l, char* buf, uint64_t len, int dt, int rop = -1,
+               char* dst = nullptr) {
+  size_t item = item_size(dt);
+  for (auto [a, b] : pieces(len, item)) {
+    Frame* r = op.recv(l, buf + a, b - a, static_cast<uint8_t>(dt));
+    if (dst != nullptr) reduce_into(r, rop, dt, dst + a, buf + a, item);
+    fs.push_back(r);
+  }
+}
+
+void pair_all_reduce(Ctx& c, const char* in, char* out, uint64_t n, int dt, int rop) {
+  Link* l = c.link(1 - c.rank);
+  Op op = make_op(c, n);
+  const bool same = in == out, order = order_matters(dt, rop);
+  const size_t item = item_size(dt);
+  char* scratch = (same || (c.rank == 0 && order)) ? Scratch::at_least(c.scratch->a, n) : nullptr;
+  if (c.rank == 0 && order && !same) std::memcpy(out, in, n);  // out = x0, then x0 (op) x1
+  std::vector<Frame*> fs;
+  for (auto [a, b] : pieces(n, item)) {
+    uint64_t len = b - a;
+    Frame* s = op.send(l, in + a, len, static_cast<uint8_t>(dt));
+    Frame* r;
+    if (c.rank == 0 && !same && !order) {  // the order does not matter: x1 lands in out
+      r = op.recv(l, out + a, len, static_cast<uint8_t>(dt));
+      reduce_into(r, rop, dt, out + a, in + a, item);
+    } else if (c.rank == 0) {  // out holds x0
+      r = op.recv(l, scratch + a, len, static_cast<uint8_t>(dt));
+      reduce_into(r, rop, dt, out + a, scratch + a, item);
+    } else if (!same) {  // rank 1: x0 lands in out, then x0 (op) x1
+      r = op.recv(l, out + a, len, static_cast<uint8_t>(dt));
+      reduce_into(r, rop, dt, out + a, in + a, item);
+    } else if (!order) {
+      r = op.recv(l, scratch + a, len, static_cast<uint8_t>(dt));
+      reduce_into(r, rop, dt, out + a, scratch + a, item);
+    } else {  // rank 1 in place, order matters: x0 (op) x1 in the scratch, then copied
+      r = op.recv(l, scratch + a, len, static_cast<uint8_t>(dt));
+      reduce_into(r, rop, dt, scratch + a, out + a, item);
+      r->copy_dst = out + a;
+    }
+    if (same && !op.small()) {  // the reduce rewrites what this send reads
+      s->rewritten_by = r;
+      r->waits_for = s;
+    }
+    fs.push_back(s);
+    fs.push_back(r);
+  }
+  op.step(fs);
+  op.finish();
+}
+
+void ring_all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dt, int rop) {
+  const int n = c.size, r = c.rank;
+  Link *right = c.link((r + 1) % n), *left = c.link((r + n - 1) % n);
+  const size_t item = item_size(dt);
+  char* acc = Scratch::at_least(c.scratch->a, nbytes);
+  std::memcpy(acc, in, nbytes);
+  const uint64_t count = nbytes / item, half = count / 2;
+  std::vector<Range> chunks[2];
+  for (auto [a, b] : bounds(half, n)) chunks[0].emplace_back(a * item, b * item);
+  for (auto [a, b] : bounds(count - half, n)) chunks[1].emplace_back((half + a) * item, (half + b) * item);
+  uint64_t widest = 0;
+  for (auto& d : chunks)
+    for (auto [a, b] : d) widest = std::max(widest, b - a);
+  char* tmp = Scratch::at_least(c.scratch->b, 2 * widest);
+  auto at = [&](int d, int i) { return chunks[d][static_cast<size_t>(((i % n) + n) % n)]; };
+  Op op = make_op(c, nbytes);
+  for (int s = 0; s < n - 1; s++) {  // reduce-scatter, reduced into acc as pieces land
+    std::vector<Frame*> fs;
+    auto [a0, b0] = at(0, r - s);
+    auto [i0, j0] = at(0, r - s - 1);
+    auto [a1, b1] = at(1, r + s);
+    auto [i1, j1] = at(1, r + s + 1);
+    add_sends(op, fs, right, acc + a0, b0 - a0, dt);
+    add_recvs(op, fs, left, tmp, j0 - i0, dt, rop, acc + i0);
+    add_sends(op, fs, left, acc + a1, b1 - a1, dt);
+    add_recvs(op, fs, right, tmp + widest, j1 - i1, dt, rop, acc + i1);
+    op.step(fs);
+  }
+  for (auto [d, own] : {std::pair{0, r + 1}, std::pair{1, r - 1}}) {  // fully reduced here
+    auto [a, b] = at(d, own);
+    std::memcpy(out + a, acc + a, b - a);
+  }
+  for (int s = 0; s < n - 1; s++) {  // all-gather
+    std::vector<Frame*> fs;
+    auto [a0, b0] = at(0, r + 1 - s);
+    auto [i0, j0] = at(0, r - s);
+    auto [a1, b1] = at(1, r - 1 + s);
+    auto [i1, j1] = at(1, r + s);
+    add_sends(op, fs, right, out + a0, b0 - a0, dt);
+    add_recvs(op, fs, left, out + i0, j0 - i0, dt);
+    add_sends(op, fs, left, out + a1, b1 - a1, dt);
+    add_recvs(op, fs, right, out + i1, j1 - i1, dt);
+    op.step(fs);
+  }
+  op.finish();
+}
+
+}  // namespace
+
+size_t item_size(int dtype) {
+  switch (dtype) {
+    case BOLT_DT_BOOL: case BOLT_DT_U8: case BOLT_DT_I8: return 1;
+    case BOLT_DT_U16: case BOLT_DT_I16: case BOLT_DT_F16: case BOLT_DT_BF16: return 2;
+    case BOLT_DT_U32: case BOLT_DT_I32: case BOLT_DT_F32: return 4;
+    default: return 8;
+  }
+}
+
+Link* Ctx::link(int peer) const {
+  auto it = links.find(peer);
+  if (it == links.end())
+    throw Failure(Fail::Config, "rank " + std::to_string(peer) + " is not a ring neighbour of rank " +
+                                    std::to_string(rank) + "; boltring connects ring neighbours");
+  return it->second;
+}
+
+void all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dtype, int op) {
+  if (c.size == 1 || nbytes == 0) {
+    if (in != out && nbytes) std::memcpy(out, in, nbytes);
+    return;
+  }
+  if (c.size == 2)
+    pair_all_reduce(c, in, out, nbytes, dtype, op);
+  else
+    ring_all_reduce(c, in, out, nbytes, dtype, op);
+}
+
+void all_gather(Ctx& c, const char* in, char* out, uint64_t blk, int dt) {
+  const int n = c.size, r = c.rank;
+  if (blk) std::memcpy(out + static_cast<uint64_t>(r) * blk, in, blk);
+  if (n == 1 || blk == 0) return;
+  Link *right = c.link((r + 1) % n), *left = c.link((r + n - 1) % n);
+  auto block = [&](int i) { return out + static_cast<uint64_t>(((i % n) + n) % n) * blk; };
+  Op op = make_op(c, blk);
+  for (int s = 0; s < n - 1; s++) {
+    std::vector<Frame*> fs;
+    add_sends(op, fs, right, block(r - s), blk, dt);
+    add_recvs(op, fs, left, block(r - s - 1), blk, dt);
+    op.step(fs);
+  }
+  op.finish();
+}
+
+void sum_scatter(Ctx& c, const char* in, char* out, uint64_t in_nbytes, int dt) {
+  const int n = c.size, r = c.rank;
+  const uint64_t blk = in_nbytes / static_cast<uint64_t>(n);
+  if (n == 1 || blk == 0) {
+    if (blk) std::memcpy(out, in, blk);
+    return;
+  }
+  if (n > 2) {  // the whole sum, then this rank's rows (twice the traffic of a ring reduce-scatter)
+    char* sum = Scratch::at_least(c.scratch->c, in_nbytes);
+    ring_all_reduce(c, in, sum, in_nbytes, dt, BOLT_SUM);
+    std::memcpy(out, sum + static_cast<uint64_t>(r) * blk, blk);
+    return;
+  }
+  Link* l = c.link(1 - r);
+  Op op = make_op(c, in_nbytes);
+  std::vector<Frame*> fs;
+  add_sends(op, fs, l, in + static_cast<uint64_t>(1 - r) * blk, blk, dt);
+  if (r == 0) {  // out = x0's rows, then x0 (+) x1
+    std::memcpy(out, in, blk);
+    add_recvs(op, fs, l, Scratch::at_least(c.scratch->a, blk), blk, dt, BOLT_SUM, out);
+  } else {  // x0's rows land in out: out (+)= x1's rows
+    size_t item = item_size(dt);
+    for (auto [a, b] : pieces(blk, item)) {
+      Frame* f = op.recv(l, out + a, b - a, static_cast<uint8_t>(dt));
+      reduce_into(f, BOLT_SUM, dt, out + a, in + blk + a, item);
+      fs.push_back(f);
+    }
+  }
+  op.step(fs);
+  op.finish();
+}
+
+void send(Ctx& c, const char* in, uint64_t nbytes, int dt, int dst) {
+  Link* l = c.link(dst);
+  if (nbytes == 0) return;
+  Op op = make_op(c, nbytes);
+  std::vector<Frame*> fs;
+  add_sends(op, fs, l, in, nbytes, dt);
+  op.step(fs);
+  op.finish();
+}
+
+void recv(Ctx& c, char* out, uint64_t nbytes, int dt, int src) {
+  Link* l = c.link(src);
+  if (nbytes == 0) return;
+  Op op = make_op(c, nbytes);
+  std::vector<Frame*> fs;
+  add_recvs(op, fs, l, out, nbytes, dt);
+  op.step(fs);
+  op.finish();
+}
+
+}  // namespace boltring

@@ -1,0 +1,49 @@
+#include "failure.hpp"
+
+#include <cstring>
+
+extern "C" {
+#include "bolt.h"
+}
+
+namespace boltring {
+
+Verdict classify(int code) {
+  switch (code) {
+    case BOLT_EGOODBYE:
+      return Verdict::Goodbye;
+    case BOLT_EMAGIC:
+    case BOLT_EVERSION:
+    case BOLT_EKIND:
+    case BOLT_EDTYPE:
+    case BOLT_ELENGTH:
+    case BOLT_ESEQ:
+    case BOLT_ECRC:
+    case BOLT_EFLAGS:
+      return Verdict::Protocol;
+    default:  // EOF, truncation, resets, a vanished interface: the path, not the peer's words
+      return Verdict::PathBroken;
+  }
+}
+
+std::string describe(int code) {
+  switch (code) {
+    case BOLT_EMAGIC: return "bad magic (not a boltring frame)";
+    case BOLT_EVERSION: return "protocol version mismatch";
+    case BOLT_EKIND: return "unexpected frame kind";
+    case BOLT_EDTYPE: return "unexpected dtype";
+    case BOLT_ELENGTH: return "unexpected frame length";
+    case BOLT_ESEQ: return "unexpected sequence number (desync)";
+    case BOLT_ECRC: return "payload CRC32C mismatch";
+    case BOLT_EFLAGS: return "unknown header flags";
+    case BOLT_ECLOSED: return "the connection was closed";
+    case BOLT_EGOODBYE: return "the peer said GOODBYE";
+    case BOLT_ETRUNC: return "truncated frame (EOF inside a frame)";
+    case BOLT_ENOIF: return "the interface is missing";
+    default:
+      if (code < 0 && code > -4096) return std::string(std::strerror(-code)) + " (errno " + std::to_string(-code) + ")";
+      return "error " + std::to_string(code);
+  }
+}
+
+}  // namespace boltring

@@ -1,0 +1,344 @@
+#include "op.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace boltring {
+
+namespace {
+
+constexpr int kSliceMs = 50;
+constexpr size_t kResumeBytes = 48;  // epoch u64, frontier u64, 256-bit bitmap
+constexpr uint64_t kBitmap = 256;
+constexpr size_t kMaxRun = 32;  // sends (and as many receives) per bolt_run: MAX_OPS is 64
+
+void put64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+uint64_t get64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= uint64_t{p[i]} << (8 * i);
+  return v;
+}
+
+void drain(int fd) {
+  char buf[64];
+  while (fd >= 0 && ::read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+}  // namespace
+
+Op::Op(uint64_t nbytes, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted)
+    : small_(nbytes <= kCopyLimit), deadline_ns_(deadline_ns), wake_fd_(wake_fd), interrupted_(interrupted) {}
+
+Op::PerLink& Op::per(Link* l) {
+  auto it = per_.find(l);
+  if (it == per_.end()) {
+    PerLink p;
+    p.first_send = l->send_next;
+    p.first_recv = l->recv_next;
+    it = per_.emplace(l, p).first;
+  }
+  return it->second;
+}
+
+Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype) {
+  PerLink& p = per(l);
+  Frame& f = frames_.emplace_back();
+  f.link = l;
+  f.send = true;
+  f.len = len;
+  f.dtype = dtype;
+  f.seq = l->send_next++;
+  // a small operation sends from a copy kept until the peer has the frame: its
+  // buffers may be rewritten (donated) as soon as the operation returns
+  f.buf = small_ ? l->keep(f.seq, dtype, buf, len).bytes.data() : const_cast<char*>(buf);
+  p.sent_any = true;
+  return &f;
+}
+
+Frame* Op::recv(Link* l, char* buf, uint64_t len, uint8_t dtype) {
+  PerLink& p = per(l);
+  Frame& f = frames_.emplace_back();
+  f.link = l;
+  f.buf = buf;
+  f.len = len;
+  f.dtype = dtype;
+  f.seq = l->recv_next++;
+  p.recv_any = true;
+  return &f;
+}
+
+void Op::check_interrupt() {
+  if (interrupted_ != nullptr && interrupted_->load())
+    throw Failure(Fail::Interrupted, "interrupted");
+}
+
+void Op::start(Frame& f) {
+  Link* l = f.link;
+  if (f.ack && f.send) {
+    bolt_op_send(&f.op, l->control_fd(), BOLT_KIND_ACK, BOLT_DT_RAW, l->recv_frontier, nullptr, 0, 0);
+  } else if (f.ack) {
+    bolt_op_recv(&f.op, l->control_fd(), BOLT_KIND_ACK, BOLT_DT_RAW, 0, nullptr, 0, 1);
+    f.op.check_seq = 0;
+  } else if (f.send) {
+    bolt_op_send(&f.op, l->fd_for(f.seq), BOLT_KIND_DATA, f.dtype, f.seq, f.buf, f.len, 0);
+    uint8_t flags = BOLT_FLAG_ACKED;
+    if (f.rewritten_by != nullptr && f.rewritten_by->done) flags |= BOLT_FLAG_FINAL;
+    bolt_op_flags(&f.op, flags, static_cast<uint32_t>(l->recv_frontier));
+  } else {
+    bolt_op_recv(&f.op, l->fd_for(f.seq), BOLT_KIND_DATA, f.dtype, f.seq, f.buf, f.len, 1);
+    if (f.red_count) bolt_op_reduce(&f.op, f.red_op, f.red_dtype, f.red_dst, f.red_src, f.red_count);
+    if (f.copy_dst) bolt_op_copy(&f.op, f.copy_dst);
+  }
+  f.started = true;
+}
+
+void Op::completed(Frame& f) {
+  f.done = true;
+  Link* l = f.link;
+  if (f.ack) {
+    if (!f.send) l->peer_reached(f.op.got.seq);
+    return;
+  }
+  PerLink& p = per(l);
+  if (f.send) {
+    l->bytes_sent += f.len;
+    l->frames_sent++;
+    p.sent_since++;
+  } else {
+    l->bytes_received += f.len;
+    l->frames_received++;
+    p.recv_since++;
+    if (f.op.got.flags & BOLT_FLAG_ACKED) l->peer_reached(l->widen_ack(f.op.got.reserved));
+  }
+}
+
+void Op::fill_state(Link* l, const std::vector<Frame*>& current, uint64_t epoch, uint8_t* out) {
+  (void)current;
+  uint64_t frontier = l->recv_next;
+  for (auto& f : frames_)
+    if (f.link == l && !f.send && !f.ack && !f.done) frontier = std::min(frontier, f.seq);
+  std::memset(out, 0, kResumeBytes);
+  put64(out, epoch);
+  put64(out + 8, frontier);
+  for (auto& f : frames_)
+    if (f.link == l && !f.send && !f.ack && f.done && f.seq >= frontier && f.seq - frontier < kBitmap)
+      out[16 + (f.seq - frontier) / 8] |= static_cast<uint8_t>(1u << ((f.seq - frontier) % 8));
+}
+
+void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& current) {
+  const uint64_t pf = get64(peer + 8);
+  auto missing = [&](uint64_t s) {
+    if (s < pf) return false;
+    uint64_t i = s - pf;
+    return !(i < kBitmap && (peer[16 + i / 8] >> (i % 8)) & 1u);
+  };
+  if (pf > l->send_next)
+    throw Failure(Fail::PeerLost, l->where() + ": the peer says it holds frames never sent");
+  l->peer_reached(pf);
+  PerLink& p = per(l);
+  p.reconciled = true;
+  p.resumes++;
+  p.sent_since = p.recv_since = 0;
+  p.resend.clear();
+  // frames of earlier operations the peer lacks: only small ones are kept
+  for (uint64_t s = pf; s < p.first_send; s++) {
+    if (!missing(s)) continue;
+    Kept* k = l->kept(s);
+    if (k == nullptr)
+      throw Failure(Fail::PeerLost, l->where() + ": cannot resume, frame " + std::to_string(s) +
+                                        " is no longer held");
+    Frame& f = frames_.emplace_back();
+    f.link = l;
+    f.send = true;
+    f.buf = k->bytes.data();
+    f.len = k->bytes.size();
+    f.dtype = k->dtype;
+    f.seq = s;
+    p.resend.push_back(&f);
+  }
+  for (auto& f : frames_) {
+    if (f.link != l || f.ack) continue;
+    if (!f.send) {
+      if (!f.done) f.started = false;
+      continue;
+    }
+    if (f.seq < p.first_send) continue;  // the copies queued above
+    if (!missing(f.seq)) {
+      f.done = true;  // the peer holds it (the last bytes went out before the break)
+      continue;
+    }
+    f.done = false;
+    f.started = false;
+    if (std::find(current.begin(), current.end(), &f) == current.end()) p.resend.push_back(&f);
+  }
+  std::sort(p.resend.begin(), p.resend.end(), [](Frame* a, Frame* b) { return a->seq < b->seq; });
+  l->frames_resent += p.resend.size();
+}
+
+bool Op::adopt(Link* l, uint64_t epoch, std::vector<int> fds, const std::vector<Frame*>& current) {
+  for (auto& f : frames_)
+    if (f.link == l && !f.done) f.started = false;  // their bytes went down with the old path
+  l->adopted(epoch, std::move(fds));
+  uint8_t mine[kResumeBytes], theirs[kResumeBytes];
+  fill_state(l, current, epoch, mine);
+  bolt_op ops[2];
+  bolt_op_send(&ops[0], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, epoch, mine, kResumeBytes, 0);
+  bolt_op_recv(&ops[1], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, epoch, theirs, kResumeBytes, 1);
+  for (;;) {
+    int failed = -1;
+    int rc = bolt_run_wake(ops, 2, deadline_ns_, kSliceMs, &failed, wake_fd_);
+    if (rc == 0) break;
+    if (rc == BOLT_ESLICE || rc == BOLT_EWAKE) {
+      drain(wake_fd_);
+      check_interrupt();
+      l->check();
+      if (l->has_staged()) return false;  // a newer epoch: take that one
+      continue;
+    }
+    if (rc == -ETIMEDOUT && bolt_now_ns() >= deadline_ns_)
+      throw Failure(Fail::Timeout, l->where() + ": the deadline passed while resuming on a new path");
+    if (classify(rc) == Verdict::Protocol) {
+      Failure bad(Fail::Protocol, l->where() + ": RESUME: " + describe(rc), rc);
+      l->fail(bad.kind, bad.what());
+      throw bad;
+    }
+    if (classify(rc) == Verdict::Goodbye) throw Failure(Fail::PeerClosed, l->where() + ": the peer said GOODBYE", rc);
+    l->broke(rc, l->where() + " RESUME");
+    return false;
+  }
+  reconcile(l, theirs, current);
+  return true;
+}
+
+void Op::ready(Link* l, const std::vector<Frame*>& current) {
+  for (;;) {
+    check_interrupt();
+    l->check();
+    if (auto staged = l->take_staged()) {
+      adopt(l, staged->first, std::move(staged->second), current);
+      continue;  // adopted (usable), or broke again, or a newer epoch waits
+    }
+    if (l->usable()) return;
+    int64_t now = bolt_now_ns();
+    if (now >= deadline_ns_) {
+      std::string why = l->broken_why();
+      throw Failure(Fail::Timeout, "peer " + std::to_string(l->peer()) +
+                                       ": no usable path within the deadline (" +
+                                       (why.empty() ? "no connection yet" : why) + ")");
+    }
+    l->wait_for_epoch(std::min(deadline_ns_, now + int64_t{kSliceMs} * 1'000'000));
+  }
+}
+
+void Op::step(const std::vector<Frame*>& frames) {
+  std::vector<Link*> links;
+  for (Frame* f : frames) {
+    per(f->link);
+    if (std::find(links.begin(), links.end(), f->link) == links.end()) links.push_back(f->link);
+  }
+  std::vector<Frame*> run;
+  std::vector<bolt_op> ops;
+  for (;;) {
+    for (Link* l : links) ready(l, frames);
+    run.clear();
+    size_t sends = 0, recvs = 0;
+    auto take = [&](Frame* f) {
+      if (f->done) return;
+      size_t& n = f->send ? sends : recvs;
+      if (n >= kMaxRun) return;
+      if (f->waits_for != nullptr && !f->waits_for->done &&
+          std::find(run.begin(), run.end(), f->waits_for) == run.end())
+        return;  // its send is not in this run: its reduce could not be held
+      n++;
+      run.push_back(f);
+    };
+    for (Link* l : links)
+      for (Frame* f : per(l).resend) take(f);
+    for (Frame* f : frames) take(f);
+    if (run.empty()) break;
+    ops.resize(run.size());
+    for (size_t i = 0; i < run.size(); i++) {
+      if (!run[i]->started) start(*run[i]);
+      ops[i] = run[i]->op;
+    }
+    for (size_t i = 0; i < run.size(); i++) {
+      Frame* w = run[i]->waits_for;
+      ops[i].after = nullptr;
+      if (w != nullptr && !w->done)
+        ops[i].after = &ops[std::find(run.begin(), run.end(), w) - run.begin()];
+    }
+    int failed = -1;
+    int rc = bolt_run_wake(ops.data(), static_cast<int>(ops.size()), deadline_ns_, kSliceMs, &failed, wake_fd_);
+    for (size_t i = 0; i < run.size(); i++) {
+      run[i]->op = ops[i];
+      run[i]->op.after = nullptr;
+      if (ops[i].finished && !run[i]->done) completed(*run[i]);
+    }
+    if (rc == 0) continue;
+    if (rc == BOLT_ESLICE || rc == BOLT_EWAKE) {
+      drain(wake_fd_);
+      check_interrupt();
+      continue;
+    }
+    if (rc == -ETIMEDOUT && bolt_now_ns() >= deadline_ns_)
+      throw Failure(Fail::Timeout, "the operation's deadline passed (" +
+                                       (failed >= 0 ? run[failed]->link->where() : std::string("no link")) + ")");
+    if (failed < 0) throw Failure(Fail::PeerLost, "transfer failed: " + describe(rc), rc);
+    Link* bad = run[failed]->link;
+    switch (classify(rc)) {
+      case Verdict::Protocol: {
+        Failure f(Fail::Protocol, bad->where() + ": " + describe(rc), rc);
+        bad->fail(f.kind, f.what());
+        throw f;
+      }
+      case Verdict::Goodbye:
+        throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
+      case Verdict::PathBroken:
+        bad->broke(rc, bad->where());
+        break;
+    }
+  }
+  for (Link* l : links) l->recv_frontier = l->recv_next;
+}
+
+void Op::finish() {
+  if (small_) return;
+  // Each end owes an ACK for what it received and waits for one for what it
+  // sent; after a RESUME only for what moved since (both ends know the same).
+  std::map<Link*, bool> settled;
+  for (;;) {
+    std::vector<Frame*> acks;
+    std::map<Link*, uint64_t> resumes;
+    for (auto& [l, p] : per_) {
+      if (settled[l]) continue;
+      bool owe = p.reconciled ? p.recv_since > 0 : p.recv_any;
+      bool expect = p.reconciled ? p.sent_since > 0 : p.sent_any;
+      resumes[l] = p.resumes;
+      if (!owe && !expect) settled[l] = true;
+      if (owe) {
+        Frame& f = frames_.emplace_back();
+        f.link = l;
+        f.send = f.ack = true;
+        acks.push_back(&f);
+      }
+      if (expect) {
+        Frame& f = frames_.emplace_back();
+        f.link = l;
+        f.ack = true;
+        acks.push_back(&f);
+      }
+    }
+    if (acks.empty()) return;
+    step(acks);
+    for (auto& [l, n] : resumes)
+      if (per_[l].resumes == n) settled[l] = true;  // else: plan again from the RESUME
+  }
+}
+
+}  // namespace boltring

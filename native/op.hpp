@@ -1,0 +1,97 @@
+// One collective's frames, moved step by step over the links it touches, and
+// mended when a path fails under it.
+//
+// Every frame has a sequence number per link and direction, assigned in program
+// order, so both ends know every frame's number without saying it.  A frame
+// rides stripe `seq % stripes` of the link's epoch.  When a link adopts a new
+// epoch (its path failed, or a better one was staged) both ends exchange RESUME
+// frames saying which frames they hold, and each sends again what the other
+// lacks: from the operation's own buffers, or from copies kept of small
+// operations.  Large operations end with an ACK each way instead, so nothing of
+// them needs keeping once they return.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <vector>
+
+extern "C" {
+#include "bolt.h"
+}
+
+#include "link.hpp"
+
+namespace boltring {
+
+struct Frame {
+  Link* link = nullptr;
+  bool send = false;
+  bool ack = false;  // an ACK frame (no payload, outside the DATA numbering)
+  char* buf = nullptr;
+  uint64_t len = 0;
+  uint8_t dtype = 0;
+  uint64_t seq = 0;
+  // recv: reduce on arrival (dst = dst (op) src), then copy dst to copy_dst
+  int red_op = -1;
+  int red_dtype = 0;
+  char* red_dst = nullptr;
+  const char* red_src = nullptr;
+  uint64_t red_count = 0;
+  char* copy_dst = nullptr;
+  // send: the recv whose reduce rewrites this frame's bytes: that reduce waits
+  // for this send, and a re-send after it carries the result (FINAL)
+  Frame* rewritten_by = nullptr;
+  Frame* waits_for = nullptr;  // recv: the send above
+  bool done = false;
+  bool started = false;
+  bolt_op op{};
+};
+
+class Op {
+ public:
+  // Operations whose input is at most this many bytes send from kept copies.
+  static constexpr uint64_t kCopyLimit = 256 << 10;
+
+  Op(uint64_t nbytes, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted);
+
+  Frame* send(Link* l, const char* buf, uint64_t len, uint8_t dtype);
+  Frame* recv(Link* l, char* buf, uint64_t len, uint8_t dtype);
+  // Run these frames (and any re-sends) to completion.
+  void step(const std::vector<Frame*>& frames);
+  // End of the operation: the ACKs a large operation owes and waits for.
+  void finish();
+
+  bool small() const { return small_; }
+
+ private:
+  struct PerLink {
+    uint64_t first_send = 0;  // this op's first DATA seq each way on the link
+    uint64_t first_recv = 0;
+    bool reconciled = false;  // a RESUME exchange happened during this op
+    uint64_t resumes = 0;
+    uint64_t sent_since = 0;  // DATA frames sent (again) since the last RESUME
+    uint64_t recv_since = 0;
+    bool sent_any = false, recv_any = false;
+    std::vector<Frame*> resend;  // frames of earlier steps/ops the peer lacks
+  };
+
+  PerLink& per(Link* l);
+  void start(Frame& f);
+  void ready(Link* l, const std::vector<Frame*>& current);
+  bool adopt(Link* l, uint64_t epoch, std::vector<int> fds, const std::vector<Frame*>& current);
+  void reconcile(Link* l, const uint8_t* peer_state, const std::vector<Frame*>& current);
+  void fill_state(Link* l, const std::vector<Frame*>& current, uint64_t epoch, uint8_t* out);
+  void completed(Frame& f);
+  void check_interrupt();
+
+  const bool small_;
+  const int64_t deadline_ns_;
+  const int wake_fd_;
+  const std::atomic<bool>* interrupted_;
+  std::deque<Frame> frames_;  // every frame of the op; addresses stay put
+  std::map<Link*, PerLink> per_;
+};
+
+}  // namespace boltring
