@@ -8,6 +8,26 @@ extern "C" {
 
 namespace boltring {
 
+const char* kind_name(Fail k) {
+  switch (k) {
+    case Fail::PeerLost: return "PeerLost";
+    case Fail::PeerClosed: return "PeerClosed";
+    case Fail::LinkDown: return "LinkDown";
+    case Fail::Timeout: return "Timeout";
+    case Fail::Protocol: return "ProtocolError";
+    case Fail::Config: return "ConfigError";
+    case Fail::Auth: return "AuthError";
+    case Fail::Interrupted: return "Interrupted";
+  }
+  return "PeerLost";
+}
+
+std::string Failure::text() const {
+  std::string w = what();
+  auto end = w.find("] ");
+  return end == std::string::npos ? w : w.substr(end + 2);
+}
+
 Verdict classify(int code) {
   switch (code) {
     case BOLT_EGOODBYE:

@@ -18,11 +18,19 @@ enum class Fail {
   Interrupted = 8,
 };
 
+// MLX keeps only the message of an exception thrown in a task and raises it as
+// a plain RuntimeError at evaluation, so the kind travels in the message:
+// "[boltring:<kind>] <text>"; module.cpp's translator turns it back into the
+// boltring.errors class of that name.
+const char* kind_name(Fail k);
+
 struct Failure : std::runtime_error {
   Fail kind;
   int code;  // the C core's code (-errno or BOLT_E*), 0 when none
   Failure(Fail k, const std::string& what, int c = 0)
-      : std::runtime_error(what), kind(k), code(c) {}
+      : std::runtime_error(std::string("[boltring:") + kind_name(k) + "] " + what), kind(k), code(c) {}
+  // the text without its kind tag
+  std::string text() const;
 };
 
 // What a C code from a transfer means for the path it came from.

@@ -58,7 +58,7 @@ void Link::close() {
 LinkState Link::state() {
   std::lock_guard<std::mutex> lk(mu_);
   return LinkState{version_, epoch_, staged_ ? staged_->first : 0, static_cast<int>(fds_.size()),
-                   broken_, broken_why_, fatal_.has_value(), fatal_ ? fatal_->what() : "",
+                   broken_, broken_why_, fatal_.has_value(), fatal_ ? fatal_->text() : "",
                    bytes_sent.load(), bytes_received.load(), frames_sent.load(),
                    frames_received.load(), frames_resent.load(), retired_below_};
 }

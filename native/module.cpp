@@ -74,6 +74,27 @@ bool install_sigint() {
   return sigaction(SIGINT, &mine, nullptr) == 0;
 }
 
+// Set the Python error for a tagged message; false when it is not boltring's.
+bool translate(const char* what) {
+  static const char prefix[] = "[boltring:";
+  if (std::strncmp(what, prefix, sizeof prefix - 1) != 0) return false;
+  const char* name = what + sizeof prefix - 1;
+  const char* end = std::strstr(name, "] ");
+  if (end == nullptr) return false;
+  std::string kind(name, end), text(end + 2);
+  if (kind == "Interrupted") {
+    if (PyErr_CheckSignals() != 0) return true;  // Python's handler raised (KeyboardInterrupt)
+    PyErr_SetNone(PyExc_KeyboardInterrupt);
+    return true;
+  }
+  for (int i = 1; i < 8; i++)
+    if (kind == boltring::kind_name(static_cast<Fail>(i))) {
+      PyErr_SetString(g_errors[i], text.c_str());
+      return true;
+    }
+  return false;
+}
+
 nb::dict state_dict(const LinkState& s) {
   nb::dict d;
   d["version"] = s.version;
@@ -100,16 +121,14 @@ NB_MODULE(_native, m) {
   m.attr("MLX_VERSION") = BOLTRING_MLX_VERSION;  // the MLX headers this was built against
   load_errors();
 
+  // boltring's failures reach Python as RuntimeError("[boltring:<kind>] ...") when
+  // MLX re-raises them from a task (failure.hpp), or as Failure when thrown at
+  // encoding: both become the boltring.errors class the kind names.
   nb::register_exception_translator([](const std::exception_ptr& p, void*) {
     try {
       std::rethrow_exception(p);
-    } catch (const Failure& f) {
-      if (f.kind == Fail::Interrupted) {
-        if (PyErr_CheckSignals() != 0) return;  // Python's handler raised (KeyboardInterrupt)
-        PyErr_SetNone(PyExc_KeyboardInterrupt);
-        return;
-      }
-      PyErr_SetString(g_errors[static_cast<int>(f.kind)], f.what());
+    } catch (const std::runtime_error& e) {
+      if (!translate(e.what())) throw;
     }
   });
 
@@ -144,7 +163,7 @@ NB_MODULE(_native, m) {
       .def("failure", [](BoltGroup& g) -> nb::object {
         auto f = g.failure();
         if (!f) return nb::none();
-        return nb::make_tuple(static_cast<int>(f->kind), std::string(f->what()));
+        return nb::make_tuple(static_cast<int>(f->kind), f->text());
       })
       .def("stats", [](BoltGroup& g) {
         auto s = g.stats();

@@ -205,7 +205,7 @@ bool Op::adopt(Link* l, uint64_t epoch, std::vector<int> fds, const std::vector<
       throw Failure(Fail::Timeout, l->where() + ": the deadline passed while resuming on a new path");
     if (classify(rc) == Verdict::Protocol) {
       Failure bad(Fail::Protocol, l->where() + ": RESUME: " + describe(rc), rc);
-      l->fail(bad.kind, bad.what());
+      l->fail(bad.kind, bad.text());
       throw bad;
     }
     if (classify(rc) == Verdict::Goodbye) throw Failure(Fail::PeerClosed, l->where() + ": the peer said GOODBYE", rc);
@@ -294,7 +294,7 @@ void Op::step(const std::vector<Frame*>& frames) {
     switch (classify(rc)) {
       case Verdict::Protocol: {
         Failure f(Fail::Protocol, bad->where() + ": " + describe(rc), rc);
-        bad->fail(f.kind, f.what());
+        bad->fail(f.kind, f.text());
         throw f;
       }
       case Verdict::Goodbye:

@@ -46,8 +46,9 @@ static void check_decoder(const uint8_t *p)
     bolt_header h;
     int rc = bolt_header_decode(p, &h);
     int valid = le(p, 4) == BOLT_MAGIC && p[4] == BOLT_VERSION && p[5] >= 1 &&
-                p[5] <= BOLT_KIND_MAX && p[6] <= BOLT_DT_MAX && (p[7] & ~1u) == 0 &&
-                le(p + 28, 4) == 0 && le(p + 16, 8) <= BOLT_MAX_PAYLOAD;
+                p[5] <= BOLT_KIND_MAX && p[6] <= BOLT_DT_MAX && (p[7] & ~(unsigned)BOLT_FLAG_ALL) == 0 &&
+                (le(p + 28, 4) == 0 || (p[7] & BOLT_FLAG_ACKED)) &&
+                le(p + 16, 8) <= BOLT_MAX_PAYLOAD;
     if ((rc == 0) != valid)
         fail("decoder disagrees with the reference", rc, valid);
     if (rc == 0) {

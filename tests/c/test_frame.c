@@ -106,9 +106,9 @@ static void test_each_header_field_is_checked(void)
     header(good, BOLT_KIND_DATA, BOLT_DT_F32, 0, 16);
     struct { size_t at; uint8_t value; int rc; } cases[] = {
         {0, 0x00, BOLT_EMAGIC},  {3, 0x00, BOLT_EMAGIC}, {4, 0, BOLT_EVERSION},
-        {4, 2, BOLT_EVERSION},   {5, 0, BOLT_EKIND},     {5, 8, BOLT_EKIND},
+        {4, 2, BOLT_EVERSION},   {5, 0, BOLT_EKIND},     {5, 10, BOLT_EKIND},
         {5, 255, BOLT_EKIND},    {6, 15, BOLT_EDTYPE},   {6, 255, BOLT_EDTYPE},
-        {7, 2, BOLT_EFLAGS},     {7, 0x80, BOLT_EFLAGS}, {28, 1, BOLT_EFLAGS},
+        {7, 8, BOLT_EFLAGS},     {7, 0x80, BOLT_EFLAGS}, {28, 1, BOLT_EFLAGS},
         {31, 0x80, BOLT_EFLAGS}, {20, 0x10, BOLT_ELENGTH}, {23, 0xff, BOLT_ELENGTH},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -116,6 +116,12 @@ static void test_each_header_field_is_checked(void)
         b[cases[i].at] = cases[i].value;
         CHECK_RC(bolt_header_decode(b, &h), cases[i].rc);
     }
+    /* reserved may carry an acknowledgement only when the ACKED flag says so */
+    memcpy(b, good, sizeof b);
+    b[7] = BOLT_FLAG_ACKED;
+    b[28] = 7;
+    CHECK_RC(bolt_header_decode(b, &h), 0);
+    CHECK(h.reserved == 7);
     /* exactly the bound is allowed, one more is not */
     header(b, BOLT_KIND_DATA, BOLT_DT_U8, 0, BOLT_MAX_PAYLOAD);
     CHECK_RC(bolt_header_decode(b, &h), 0);

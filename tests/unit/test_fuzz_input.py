@@ -71,8 +71,8 @@ def _check_header(data: bytes) -> bool:
         kind, dtype, flags, seq, length, crc = _core.decode_header(data)
     except ProtocolError:
         return False
-    assert 1 <= kind <= 7 and dtype <= 14 and flags in (0, 1) and length <= _core.MAX_PAYLOAD
-    assert data[:4] == b"BLTR" and data[4] == 1 and data[28:32] == bytes(4)
+    assert 1 <= kind <= 9 and dtype <= 14 and flags & ~7 == 0 and length <= _core.MAX_PAYLOAD
+    assert data[:4] == b"BLTR" and data[4] == 1 and (data[28:32] == bytes(4) or flags & 4)
     assert struct.unpack_from("<QQ", data, 8) == (seq, length)
     return True
 
