@@ -191,8 +191,7 @@ def case_send_recv(c: Case, g: Any) -> None:
             mx.eval(got)
             sent = D.send(mine, right)
             mx.eval(sent)
-        c.check(equal(sent, as_np(mine) if dtype != mx.bfloat16 else as_np(mine), dtype),
-                f"send {dtype} {shape} returned {brief(sent)}")
+        c.check(equal(sent, as_np(mine), dtype), f"send {dtype} {shape} returned {brief(sent)}")
         c.check(equal(got, want, dtype), f"recv from {left} {dtype} {shape}: got {brief(got)}")
 
 
@@ -333,7 +332,8 @@ def case_vmap(c: Case, g: Any) -> None:
 
 def case_donation(c: Case, g: Any) -> None:
     """all_sum(x) * s costs no more memory than all_sum(x): the product reuses the
-    collective's output.  Keeping that output alive (the control) costs one more x."""
+    collective's output; all_sum(x) itself needs its output and at most 8 MiB more.  The control (that peaks are measured at all): keeping the sum
+    and the product alive peaks at least two x above what was resident."""
     count = 16 * 1024 * 1024  # 64 MiB of float32
     x = mx.random.normal((count,), key=mx.random.key(g.rank()))
     s = mx.array(2.0)
@@ -358,12 +358,16 @@ def case_donation(c: Case, g: Any) -> None:
         return y, y * s
 
     both = peak(kept)
+    resident = mx.get_active_memory()  # x and s (and whatever else lives)
     mib = 2 ** 20
-    c.info.update(x_mib=x.nbytes / mib, all_sum_mib=only / mib, all_sum_times_s_mib=scaled / mib,
-                  kept_both_mib=both / mib)
+    c.info.update(x_mib=x.nbytes / mib, resident_mib=resident / mib, all_sum_mib=only / mib,
+                  all_sum_times_s_mib=scaled / mib, kept_both_mib=both / mib)
     c.check(scaled <= only + mib, f"peak of all_sum(x)*s {scaled / mib:.1f} MiB > all_sum(x) {only / mib:.1f} MiB")
-    c.check(both >= only + 0.9 * x.nbytes, f"control: keeping all_sum(x) and its product peaked at "
-                                           f"{both / mib:.1f} MiB, all_sum(x) alone {only / mib:.1f} MiB")
+    scratch = 8 * mib  # what a backend may allocate through MLX besides the output
+    c.check(only <= resident + x.nbytes + scratch, f"all_sum(x) peaked at {only / mib:.1f} MiB, more than the "
+                                                   f"{resident / mib:.1f} MiB resident + its output + 8 MiB")
+    c.check(both >= resident + 1.9 * x.nbytes, f"control: keeping all_sum(x) and its product peaked at "
+                                               f"{both / mib:.1f} MiB, {resident / mib:.1f} MiB resident")
 
 
 def case_group(c: Case, g: Any) -> None:
@@ -377,6 +381,11 @@ def case_group(c: Case, g: Any) -> None:
     c.check(isinstance(again, D.Group) and again.rank() == r and again.size() == n, "a second init() differs")
     strict = D.init(backend="ring", strict=True)
     c.check(strict.rank() == r and strict.size() == n, "a second init(ring, strict) differs")
+    anyone = D.init(strict=False, backend="any")
+    c.check(anyone.rank() == r and anyone.size() == n, "init(strict=False, backend='any') differs")
+    if BACKEND == "boltring":
+        c.check(all(isinstance(h, boltring.Group) for h in (again, strict, anyone)),
+                "a later init() returned something other than a boltring.Group")
     a = D.all_sum(mx.array([float(r)]))
     b = D.all_sum(mx.array([float(r)]), group=g)
     c.check(a.item() == b.item() == n * (n - 1) / 2, f"group=None {a.item()} vs group=g {b.item()}")
@@ -501,7 +510,7 @@ def tiny_llama(dtype: mx.Dtype) -> Any:
     mx.random.seed(1234)
     args = llama.ModelArgs(model_type="llama", hidden_size=128, num_hidden_layers=2, intermediate_size=256,
                            num_attention_heads=4, num_key_value_heads=4, rms_norm_eps=1e-5, vocab_size=512,
-                           tie_word_embeddings=True)
+                           tie_word_embeddings=False)  # tied random weights just echo the last token
     model = llama.Model(args)
     model.set_dtype(dtype)
     mx.eval(model.parameters())

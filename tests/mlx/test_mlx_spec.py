@@ -264,8 +264,8 @@ def test_vmap_of_all_sum_and_all_gather(spec: Launches, backend: str, n: int) ->
 @with_backends
 @with_ranks
 def test_all_sum_output_is_donated_to_the_next_op(spec: Launches, backend: str, n: int) -> None:
-    """Peak memory of all_sum(x) * s (x 64 MiB) is not above that of all_sum(x), and keeping
-    both the sum and the product (the control) costs another 64 MiB."""
+    """Peak memory of all_sum(x) * s (x 64 MiB) is not above that of all_sum(x) (the product
+    reuses the sum's buffer), all_sum(x) peaks at most 8 MiB above resident + its output; the control: keeping both peaks two x above what was resident."""
     cases = spec.case(backend, n, "donation")
     print(f"\n{backend} {n} ranks, peak MiB:", {k: round(v, 2) for k, v in cases[0]["info"].items()})
 
@@ -306,7 +306,7 @@ def test_mlx_lm_sharded_llama_gradients_match_the_unsharded_model(spec: Launches
     """nn.value_and_grad of the whole tiny Llama sharded by mlx-lm's model.shard (float32):
     the loss and every parameter's gradient (this rank's slice) match unsharded."""
     cases = spec.case(backend, n, "mlx_lm_grads")
-    assert all(c["info"]["grads_compared"] == 20 for c in cases)
+    assert all(c["info"]["grads_compared"] == 21 for c in cases)
 
 
 @with_backends
