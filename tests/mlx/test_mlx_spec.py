@@ -13,7 +13,11 @@ cannot hang or need a quiet machine), then async_eval, the two-stream pattern an
 mlx-lm each on their own.  A launch is shared by the tests of its cases.
 
 Cases MLX's ring gets wrong are expected failures for `ring` only (the two-stream
-order, sum_scatter); their assertions are the real ones a correct backend passes.
+order, training right after generate_step, sum_scatter); their assertions are the
+real ones a correct backend passes.
+
+Select one backend with `-k boltring` or `-m boltring_spec`, and the oracle alone
+with `-k "not boltring"` (`-k ring` matches "boltring" too).
 """
 
 from __future__ import annotations
