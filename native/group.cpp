@@ -228,8 +228,17 @@ void BoltGroup::sum_scatter(const mx::array& in, mx::array& out, mx::Stream s) {
   });
 }
 
+void BoltGroup::neighbour(int peer, const char* what) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!links_.count(peer))
+    throw Failure(Fail::Config, std::string(what) + ": rank " + std::to_string(peer) +
+                                    " is not a ring neighbour of rank " + std::to_string(rank_) +
+                                    "; boltring connects ring neighbours");
+}
+
 void BoltGroup::send(const mx::array& in, int dst, mx::Stream s) {
   contiguous(in, "send");
+  neighbour(dst, "send");
   int dt = wire_dtype(in.dtype());
   schedule(s, &in, nullptr, [in_p = in.data<char>(), n = in.nbytes(), dt, dst](Ctx& c) {
     boltring::send(c, in_p, n, dt, dst);
@@ -237,6 +246,7 @@ void BoltGroup::send(const mx::array& in, int dst, mx::Stream s) {
 }
 
 void BoltGroup::recv(mx::array& out, int src, mx::Stream s) {
+  neighbour(src, "recv");
   int dt = wire_dtype(out.dtype());
   schedule(s, nullptr, &out, [out_p = out.data<char>(), n = out.nbytes(), dt, src](Ctx& c) {
     boltring::recv(c, out_p, n, dt, src);

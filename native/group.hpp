@@ -67,6 +67,7 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   void schedule(mx::Stream s, const mx::array* in, mx::array* out, std::function<void(Ctx&)> body);
   void run(uint64_t ticket, const std::function<void(Ctx&)>& body);
   void check();
+  void neighbour(int peer, const char* what);  // a bad rank is the caller's error, at once
 
   const int rank_, size_;
   std::atomic<int64_t> timeout_ns_;

@@ -181,58 +181,97 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
   l->frames_resent += p.resend.size();
 }
 
-bool Op::adopt(Link* l, uint64_t epoch, std::vector<int> fds, const std::vector<Frame*>& current) {
-  for (auto& f : frames_)
-    if (f.link == l && !f.done) f.started = false;  // their bytes went down with the old path
-  l->adopted(epoch, std::move(fds));
-  uint8_t mine[kResumeBytes], theirs[kResumeBytes];
-  fill_state(l, current, epoch, mine);
-  bolt_op ops[2];
-  bolt_op_send(&ops[0], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, epoch, mine, kResumeBytes, 0);
-  bolt_op_recv(&ops[1], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, epoch, theirs, kResumeBytes, 1);
-  for (;;) {
+// Adopt the staged epochs of `links` at once: their RESUME exchanges run in one
+// poll loop, since in a ring each neighbour may be adopting its other link first.
+void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& current) {
+  struct Resume {
+    Link* l;
+    uint64_t epoch;
+    uint8_t mine[kResumeBytes], theirs[kResumeBytes];
+    bolt_op ops[2];
+  };
+  std::vector<Resume> rs;
+  for (Link* l : links) {
+    auto staged = l->take_staged();
+    if (!staged) continue;
+    for (auto& f : frames_)
+      if (f.link == l && !f.done) f.started = false;  // their bytes went down with the old path
+    l->adopted(staged->first, std::move(staged->second));
+    Resume& r = rs.emplace_back();
+    r.l = l;
+    r.epoch = staged->first;
+    fill_state(l, current, r.epoch, r.mine);
+    bolt_op_send(&r.ops[0], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.mine, kResumeBytes, 0);
+    bolt_op_recv(&r.ops[1], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.theirs, kResumeBytes, 1);
+  }
+  std::vector<bolt_op> ops;
+  while (!rs.empty()) {
+    ops.clear();
+    for (auto& r : rs) ops.insert(ops.end(), r.ops, r.ops + 2);
     int failed = -1;
-    int rc = bolt_run_wake(ops, 2, deadline_ns_, kSliceMs, &failed, wake_fd_);
-    if (rc == 0) break;
+    int rc = bolt_run_wake(ops.data(), static_cast<int>(ops.size()), deadline_ns_, kSliceMs, &failed, wake_fd_);
+    for (size_t i = 0; i < rs.size(); i++) std::copy(ops.begin() + 2 * i, ops.begin() + 2 * i + 2, rs[i].ops);
+    Link* bad = failed >= 0 && static_cast<size_t>(failed / 2) < rs.size() ? rs[static_cast<size_t>(failed / 2)].l
+                                                                          : nullptr;
+    for (auto it = rs.begin(); it != rs.end();) {  // finished exchanges: reconcile
+      if (it->ops[0].finished && it->ops[1].finished) {
+        reconcile(it->l, it->theirs, current);
+        it = rs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (rc == 0) continue;
     if (rc == BOLT_ESLICE || rc == BOLT_EWAKE) {
       drain(wake_fd_);
       check_interrupt();
-      l->check();
-      if (l->has_staged()) return false;  // a newer epoch: take that one
-      continue;
+      for (auto& r : rs) r.l->check();
+      continue;  // a newer staged epoch is taken by the caller's next round
     }
     if (rc == -ETIMEDOUT && bolt_now_ns() >= deadline_ns_)
-      throw Failure(Fail::Timeout, l->where() + ": the deadline passed while resuming on a new path");
-    if (classify(rc) == Verdict::Protocol) {
-      Failure bad(Fail::Protocol, l->where() + ": RESUME: " + describe(rc), rc);
-      l->fail(bad.kind, bad.text());
-      throw bad;
+      throw Failure(Fail::Timeout, (rs.empty() ? std::string("a link") : rs[0].l->where()) +
+                                       ": the deadline passed while resuming on a new path");
+    if (bad == nullptr) throw Failure(Fail::PeerLost, "RESUME failed: " + describe(rc), rc);
+    switch (classify(rc)) {
+      case Verdict::Protocol: {
+        Failure f(Fail::Protocol, bad->where() + ": RESUME: " + describe(rc), rc);
+        bad->fail(f.kind, f.text());
+        throw f;
+      }
+      case Verdict::Goodbye:
+        throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
+      case Verdict::PathBroken:
+        bad->broke(rc, bad->where() + " RESUME");
+        rs.erase(std::find_if(rs.begin(), rs.end(), [&](const Resume& r) { return r.l == bad; }));
+        break;
     }
-    if (classify(rc) == Verdict::Goodbye) throw Failure(Fail::PeerClosed, l->where() + ": the peer said GOODBYE", rc);
-    l->broke(rc, l->where() + " RESUME");
-    return false;
   }
-  reconcile(l, theirs, current);
-  return true;
 }
 
-void Op::ready(Link* l, const std::vector<Frame*>& current) {
+void Op::ready(const std::vector<Link*>& links, const std::vector<Frame*>& current) {
   for (;;) {
     check_interrupt();
-    l->check();
-    if (auto staged = l->take_staged()) {
-      adopt(l, staged->first, std::move(staged->second), current);
+    bool staged = false;
+    for (Link* l : links) {
+      l->check();
+      staged = staged || l->has_staged();
+    }
+    if (staged) {
+      adopt(links, current);
       continue;  // adopted (usable), or broke again, or a newer epoch waits
     }
-    if (l->usable()) return;
+    Link* waiting = nullptr;
+    for (Link* l : links)
+      if (!l->usable() && waiting == nullptr) waiting = l;
+    if (waiting == nullptr) return;
     int64_t now = bolt_now_ns();
     if (now >= deadline_ns_) {
-      std::string why = l->broken_why();
-      throw Failure(Fail::Timeout, "peer " + std::to_string(l->peer()) +
+      std::string why = waiting->broken_why();
+      throw Failure(Fail::Timeout, "peer " + std::to_string(waiting->peer()) +
                                        ": no usable path within the deadline (" +
                                        (why.empty() ? "no connection yet" : why) + ")");
     }
-    l->wait_for_epoch(std::min(deadline_ns_, now + int64_t{kSliceMs} * 1'000'000));
+    waiting->wait_for_epoch(std::min(deadline_ns_, now + int64_t{kSliceMs} * 1'000'000));
   }
 }
 
@@ -245,7 +284,7 @@ void Op::step(const std::vector<Frame*>& frames) {
   std::vector<Frame*> run;
   std::vector<bolt_op> ops;
   for (;;) {
-    for (Link* l : links) ready(l, frames);
+    ready(links, frames);
     run.clear();
     size_t sends = 0, recvs = 0;
     auto take = [&](Frame* f) {

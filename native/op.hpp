@@ -79,8 +79,8 @@ class Op {
 
   PerLink& per(Link* l);
   void start(Frame& f);
-  void ready(Link* l, const std::vector<Frame*>& current);
-  bool adopt(Link* l, uint64_t epoch, std::vector<int> fds, const std::vector<Frame*>& current);
+  void ready(const std::vector<Link*>& links, const std::vector<Frame*>& current);
+  void adopt(const std::vector<Link*>& links, const std::vector<Frame*>& current);
   void reconcile(Link* l, const uint8_t* peer_state, const std::vector<Frame*>& current);
   void fill_state(Link* l, const std::vector<Frame*>& current, uint64_t epoch, uint8_t* out);
   void completed(Frame& f);

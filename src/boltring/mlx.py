@@ -158,6 +158,11 @@ def init(strict: bool = False, backend: str = "any", *, all_gather_factory: Any 
         if backend != "jaccl":
             raise ValueError("all_gather_factory is only supported with backend='jaccl'.")
         return _originals["init"](strict, backend, all_gather_factory=all_gather_factory)
+    if strict and _group is None and not _environment_names_a_group() and "hostfile" not in _options:
+        raise RuntimeError(  # what MLX's ring raises (a RuntimeError), with boltring's words
+            "[boltring] no group to form: set MLX_HOSTFILE and MLX_RANK (as for MLX's ring), or pass "
+            f"hostfile= to boltring.mlx.use(); MLX_RANK={os.environ.get('MLX_RANK', '')!r} "
+            f"MLX_HOSTFILE={os.environ.get('MLX_HOSTFILE', '')!r}")
     group = _default(strict)
     if group is None:
         return _originals["init"](strict=False, backend=backend)

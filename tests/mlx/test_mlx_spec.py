@@ -34,10 +34,8 @@ from typing import Any
 
 import pytest
 
-#: Delete the xfail line when boltring's native mx.distributed group lands.
 BOLTRING = pytest.param("boltring", id="boltring", marks=[
     pytest.mark.boltring_spec,
-    pytest.mark.xfail(strict=False, reason="native group not landed"),
 ])
 BACKENDS = ["ring", BOLTRING]
 RANKS = [2, 4]
