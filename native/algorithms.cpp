@@ -50,7 +50,9 @@ void reduce_into(Frame* r, int op, int dtype, char* dst, const char* src, size_t
   r->red_count = r->len / item;
 }
 
-Op make_op(Ctx& c, uint64_t nbytes) { return Op(nbytes, c.deadline_ns, c.wake_fd, c.interrupted); }
+Op make_op(Ctx& c, uint64_t nbytes, bool matched = true) {
+  return Op(nbytes, matched, c.deadline_ns, c.wake_fd, c.interrupted);
+}
 
 void add_sends(Op& op, std::vector<Frame*>& fs, Link* l, const char* buf, uint64_t len, int dt) {
   for (auto [a, b] : pieces(len, item_size(dt))) fs.push_back(op.send(l, buf + a, b - a, static_cast<uint8_t>(dt)));
@@ -232,12 +234,13 @@ void sum_scatter(Ctx& c, const char* in, char* out, uint64_t in_nbytes, int dt) 
   op.finish();
 }
 
-void send(Ctx& c, const char* in, uint64_t nbytes, int dt, int dst) {
+void send(Ctx& c, const char* in, uint64_t nbytes, int dt, int dst, std::shared_ptr<const void> hold) {
   Link* l = c.link(dst);
   if (nbytes == 0) return;
-  Op op = make_op(c, nbytes);
+  Op op = make_op(c, nbytes, false);
   std::vector<Frame*> fs;
-  add_sends(op, fs, l, in, nbytes, dt);
+  for (auto [a, b] : pieces(nbytes, item_size(dt)))
+    fs.push_back(op.send(l, in + a, b - a, static_cast<uint8_t>(dt), hold));
   op.step(fs);
   op.finish();
 }
@@ -245,7 +248,7 @@ void send(Ctx& c, const char* in, uint64_t nbytes, int dt, int dst) {
 void recv(Ctx& c, char* out, uint64_t nbytes, int dt, int src) {
   Link* l = c.link(src);
   if (nbytes == 0) return;
-  Op op = make_op(c, nbytes);
+  Op op = make_op(c, nbytes, false);
   std::vector<Frame*> fs;
   add_recvs(op, fs, l, out, nbytes, dt);
   op.step(fs);

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <vector>
 
 #include "link.hpp"
@@ -42,7 +43,8 @@ struct Ctx {
 void all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dtype, int op);
 void all_gather(Ctx& c, const char* in, char* out, uint64_t nbytes, int dtype);
 void sum_scatter(Ctx& c, const char* in, char* out, uint64_t in_nbytes, int dtype);
-void send(Ctx& c, const char* in, uint64_t nbytes, int dtype, int dst);
+// `hold` keeps `in` alive and unchanged until the peer has it (see Op::send).
+void send(Ctx& c, const char* in, uint64_t nbytes, int dtype, int dst, std::shared_ptr<const void> hold);
 void recv(Ctx& c, char* out, uint64_t nbytes, int dtype, int src);
 
 size_t item_size(int dtype);

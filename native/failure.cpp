@@ -2,10 +2,6 @@
 
 #include <cstring>
 
-extern "C" {
-#include "bolt.h"
-}
-
 namespace boltring {
 
 const char* kind_name(Fail k) {
@@ -63,6 +59,30 @@ std::string describe(int code) {
     default:
       if (code < 0 && code > -4096) return std::string(std::strerror(-code)) + " (errno " + std::to_string(-code) + ")";
       return "error " + std::to_string(code);
+  }
+}
+
+namespace {
+const char* kind_of(unsigned k) {
+  static const char* names[] = {"?", "HELLO", "AUTH", "DATA", "PING", "PONG", "SWITCH", "GOODBYE", "RESUME", "ACK"};
+  return k <= BOLT_KIND_MAX ? names[k] : "?";
+}
+}  // namespace
+
+std::string describe(int code, const bolt_op& op) {
+  std::string s = describe(code);
+  switch (code) {
+    case BOLT_ETRUNC: return s + " (after " + std::to_string(op.done) + " bytes)";
+    case BOLT_ELENGTH:
+      return s + " (expected " + (op.exact_len ? "" : "at most ") + std::to_string(op.len) +
+             " bytes, frame says " + std::to_string(op.got.length) + ")";
+    case BOLT_ESEQ:
+      return s + " (expected sequence " + std::to_string(op.seq) + ", got " + std::to_string(op.got.seq) + ")";
+    case BOLT_EDTYPE:
+      return s + " (expected dtype code " + std::to_string(op.dtype) + ", got " + std::to_string(op.got.dtype) + ")";
+    case BOLT_EKIND:
+      return s + " (expected " + kind_of(op.kind) + ", got " + kind_of(op.got.kind) + ")";
+    default: return s;
   }
 }
 

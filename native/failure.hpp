@@ -5,6 +5,10 @@
 #include <stdexcept>
 #include <string>
 
+extern "C" {
+#include "bolt.h"
+}
+
 namespace boltring {
 
 enum class Fail {
@@ -37,5 +41,7 @@ struct Failure : std::runtime_error {
 enum class Verdict { PathBroken, Protocol, Goodbye };
 Verdict classify(int code);
 std::string describe(int code);
+// describe(), with what the receive expected and got where that says more.
+std::string describe(int code, const bolt_op& op);
 
 }  // namespace boltring

@@ -240,8 +240,11 @@ void BoltGroup::send(const mx::array& in, int dst, mx::Stream s) {
   contiguous(in, "send");
   neighbour(dst, "send");
   int dt = wire_dtype(in.dtype());
-  schedule(s, &in, nullptr, [in_p = in.data<char>(), n = in.nbytes(), dt, dst](Ctx& c) {
-    boltring::send(c, in_p, n, dt, dst);
+  // the sent array stays referenced until the peer has it: no copy, and nothing
+  // can rewrite it (MLX donates only arrays nobody else references)
+  auto hold = std::make_shared<const mx::array>(in);
+  schedule(s, &in, nullptr, [in_p = in.data<char>(), n = in.nbytes(), dt, dst, hold](Ctx& c) {
+    boltring::send(c, in_p, n, dt, dst, hold);
   });
 }
 

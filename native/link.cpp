@@ -26,12 +26,12 @@ void Link::bump() {
   cv_.notify_all();
 }
 
-void Link::stage(uint64_t epoch, std::vector<int> fds) {
+void Link::stage(uint64_t epoch, std::vector<int> fds, std::string where) {
   if (fds.empty() || fds.size() > 16) throw Failure(Fail::Config, "an epoch needs 1 to 16 connections");
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (epoch <= epoch_ || (staged_ && epoch <= staged_->first)) return;  // stale
-    staged_.emplace(epoch, std::move(fds));
+    if (epoch <= epoch_ || (staged_ && epoch <= staged_->epoch)) return;  // stale
+    staged_ = Staged{epoch, std::move(fds), std::move(where)};
     bump();
   }
   wake(wake_fd_);
@@ -57,7 +57,7 @@ void Link::close() {
 
 LinkState Link::state() {
   std::lock_guard<std::mutex> lk(mu_);
-  return LinkState{version_, epoch_, staged_ ? staged_->first : 0, static_cast<int>(fds_.size()),
+  return LinkState{version_, epoch_, staged_ ? staged_->epoch : 0, static_cast<int>(fds_.size()),
                    broken_, broken_why_, fatal_.has_value(), fatal_ ? fatal_->text() : "",
                    bytes_sent.load(), bytes_received.load(), frames_sent.load(),
                    frames_received.load(), frames_resent.load(), retired_below_};
@@ -71,14 +71,14 @@ LinkState Link::changed(uint64_t seen, double timeout_s) {
   return state();
 }
 
-void Link::broke(int code, const std::string& where) {
+void Link::broke(const std::string& why) {
   std::lock_guard<std::mutex> lk(mu_);
   broken_ = true;
-  broken_why_ = where + ": " + describe(code);
+  broken_why_ = why;
   bump();
 }
 
-std::optional<std::pair<uint64_t, std::vector<int>>> Link::take_staged() {
+std::optional<Link::Staged> Link::take_staged() {
   std::lock_guard<std::mutex> lk(mu_);
   auto s = std::move(staged_);
   staged_.reset();
@@ -90,13 +90,14 @@ bool Link::has_staged() {
   return staged_.has_value();
 }
 
-void Link::adopted(uint64_t epoch, std::vector<int> fds) {
+void Link::adopted(Staged s) {
   std::lock_guard<std::mutex> lk(mu_);
-  epoch_ = epoch;
-  fds_ = std::move(fds);
+  epoch_ = s.epoch;
+  fds_ = std::move(s.fds);
+  where_ = std::move(s.where);
   broken_ = false;
   broken_why_.clear();
-  retired_below_ = epoch;
+  retired_below_ = epoch_;
   bump();
 }
 
@@ -124,7 +125,7 @@ std::string Link::broken_why() {
 }
 
 std::string Link::where() const {
-  return "peer " + std::to_string(peer_) + " (epoch " + std::to_string(epoch_) + ")";
+  return where_.empty() ? "peer " + std::to_string(peer_) : where_;
 }
 
 Kept& Link::keep(uint64_t seq, uint8_t dtype, const char* src, uint64_t len) {
@@ -137,15 +138,27 @@ Kept& Link::keep(uint64_t seq, uint8_t dtype, const char* src, uint64_t len) {
   }
   k.bytes.resize(len);  // within the reused capacity after warm-up: no allocation
   if (len) std::memcpy(k.bytes.data(), src, len);
+  k.len = len;
   store_.push_back(std::move(k));
   return store_.back();
+}
+
+Kept& Link::keep_held(uint64_t seq, uint8_t dtype, const char* src, uint64_t len,
+                      std::shared_ptr<const void> hold) {
+  Kept& k = store_.emplace_back();
+  k.seq = seq;
+  k.dtype = dtype;
+  k.hold = std::move(hold);
+  k.held = src;
+  k.len = len;
+  return k;
 }
 
 void Link::peer_reached(uint64_t has) {
   if (has > peer_has) peer_has = has;
   while (!store_.empty() && store_.front().seq < peer_has) {
-    pool_.push_back(std::move(store_.front().bytes));
-    store_.pop_front();
+    if (!store_.front().hold) pool_.push_back(std::move(store_.front().bytes));
+    store_.pop_front();  // a held buffer is released here
   }
 }
 

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -21,11 +22,16 @@
 
 namespace boltring {
 
-// A frame the peer may still need, kept as a copy (small operations send from it).
+// A frame the peer may still need: a copy (small operations send from it), or
+// the sender's own buffer with a reference that keeps it alive and unchanged.
 struct Kept {
   uint64_t seq = 0;
   uint8_t dtype = 0;
   std::vector<char> bytes;
+  std::shared_ptr<const void> hold;  // set: the frame is held[0, len) of this
+  const char* held = nullptr;
+  uint64_t len = 0;
+  const char* data() const { return hold ? held : bytes.data(); }
 };
 
 // What the control plane reads of a link.
@@ -53,7 +59,8 @@ class Link {
   // ---- control plane ----
   // New connections for `epoch` (one per stripe, stripe 0 first).  The fds stay
   // owned by the caller, who closes them once retired_below passes the epoch.
-  void stage(uint64_t epoch, std::vector<int> fds);
+  // `where` names the path for messages ("peer 1 (192.168.4.2:5000 via thunderbolt0)").
+  void stage(uint64_t epoch, std::vector<int> fds, std::string where);
   // The link cannot be repaired (the peer is gone, a secret mismatch, no path):
   // every wait on it ends with this failure.
   void fail(Fail kind, const std::string& why);
@@ -67,11 +74,16 @@ class Link {
   int fd_for(uint64_t seq) const { return fds_[seq % fds_.size()]; }
   int control_fd() const { return fds_[0]; }
   uint64_t epoch() const { return epoch_; }
-  // The path under the current epoch failed with a C code.
-  void broke(int code, const std::string& where);
+  // The path under the current epoch failed, for this reason.
+  void broke(const std::string& why);
   // Take the newest staged epoch, if any (the caller then runs RESUME).
-  std::optional<std::pair<uint64_t, std::vector<int>>> take_staged();
-  void adopted(uint64_t epoch, std::vector<int> fds);
+  struct Staged {
+    uint64_t epoch;
+    std::vector<int> fds;
+    std::string where;
+  };
+  std::optional<Staged> take_staged();
+  void adopted(Staged s);
   // Block until something is staged (true) or `until_ns` (false); throws the
   // stored failure, or PeerClosed once closed.
   bool wait_for_epoch(int64_t until_ns);
@@ -87,6 +99,7 @@ class Link {
 
   // frames the peer may still lack, oldest first; entries below peer_has go
   Kept& keep(uint64_t seq, uint8_t dtype, const char* src, uint64_t len);
+  Kept& keep_held(uint64_t seq, uint8_t dtype, const char* src, uint64_t len, std::shared_ptr<const void> hold);
   void peer_reached(uint64_t has);
   Kept* kept(uint64_t seq);
   uint64_t widen_ack(uint32_t low) const;
@@ -102,7 +115,8 @@ class Link {
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t version_ = 1;
-  std::optional<std::pair<uint64_t, std::vector<int>>> staged_;
+  std::optional<Staged> staged_;
+  std::string where_;
   std::optional<Failure> fatal_;
   bool closed_ = false;
   std::string broken_why_;

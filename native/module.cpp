@@ -134,10 +134,11 @@ NB_MODULE(_native, m) {
 
   nb::class_<Link>(m, "Link", "one neighbour's connections as the data plane sees them")
       .def_prop_ro("peer", &Link::peer)
-      .def("stage", [](Link& l, uint64_t epoch, std::vector<int> fds) {
+      .def("stage", [](Link& l, uint64_t epoch, std::vector<int> fds, std::string where) {
              nb::gil_scoped_release nogil;
-             l.stage(epoch, std::move(fds));
-           }, "epoch"_a, "fds"_a, "Hand over ready connections (stripe 0 first) for `epoch`.")
+             l.stage(epoch, std::move(fds), std::move(where));
+           }, "epoch"_a, "fds"_a, "where"_a,
+           "Hand over ready connections (stripe 0 first) for `epoch`; `where` names the path in errors.")
       .def("fail", [](Link& l, int kind, const std::string& why) { l.fail(static_cast<Fail>(kind), why); },
            "kind"_a, "why"_a, "The link cannot be repaired: every wait on it raises this.")
       .def("changed", [](Link& l, uint64_t seen, double timeout_s) {

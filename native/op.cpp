@@ -32,8 +32,12 @@ void drain(int fd) {
 
 }  // namespace
 
-Op::Op(uint64_t nbytes, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted)
-    : small_(nbytes <= kCopyLimit), deadline_ns_(deadline_ns), wake_fd_(wake_fd), interrupted_(interrupted) {}
+Op::Op(uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted)
+    : small_(nbytes <= kCopyLimit),
+      matched_(matched),
+      deadline_ns_(deadline_ns),
+      wake_fd_(wake_fd),
+      interrupted_(interrupted) {}
 
 Op::PerLink& Op::per(Link* l) {
   auto it = per_.find(l);
@@ -46,7 +50,7 @@ Op::PerLink& Op::per(Link* l) {
   return it->second;
 }
 
-Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype) {
+Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype, std::shared_ptr<const void> hold) {
   PerLink& p = per(l);
   Frame& f = frames_.emplace_back();
   f.link = l;
@@ -56,7 +60,12 @@ Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype) {
   f.seq = l->send_next++;
   // a small operation sends from a copy kept until the peer has the frame: its
   // buffers may be rewritten (donated) as soon as the operation returns
-  f.buf = small_ ? l->keep(f.seq, dtype, buf, len).bytes.data() : const_cast<char*>(buf);
+  if (small_)
+    f.buf = l->keep(f.seq, dtype, buf, len).bytes.data();
+  else if (hold)
+    f.buf = const_cast<char*>(l->keep_held(f.seq, dtype, buf, len, std::move(hold)).held);
+  else
+    f.buf = const_cast<char*>(buf);
   p.sent_any = true;
   return &f;
 }
@@ -156,8 +165,8 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
     Frame& f = frames_.emplace_back();
     f.link = l;
     f.send = true;
-    f.buf = k->bytes.data();
-    f.len = k->bytes.size();
+    f.buf = const_cast<char*>(k->data());
+    f.len = k->len;
     f.dtype = k->dtype;
     f.seq = s;
     p.resend.push_back(&f);
@@ -196,10 +205,11 @@ void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& curre
     if (!staged) continue;
     for (auto& f : frames_)
       if (f.link == l && !f.done) f.started = false;  // their bytes went down with the old path
-    l->adopted(staged->first, std::move(staged->second));
+    uint64_t epoch = staged->epoch;
+    l->adopted(std::move(*staged));
     Resume& r = rs.emplace_back();
     r.l = l;
-    r.epoch = staged->first;
+    r.epoch = epoch;
     fill_state(l, current, r.epoch, r.mine);
     bolt_op_send(&r.ops[0], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.mine, kResumeBytes, 0);
     bolt_op_recv(&r.ops[1], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.theirs, kResumeBytes, 1);
@@ -234,14 +244,14 @@ void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& curre
     if (bad == nullptr) throw Failure(Fail::PeerLost, "RESUME failed: " + describe(rc), rc);
     switch (classify(rc)) {
       case Verdict::Protocol: {
-        Failure f(Fail::Protocol, bad->where() + ": RESUME: " + describe(rc), rc);
+        Failure f(Fail::Protocol, bad->where() + ": RESUME: " + describe(rc, ops[static_cast<size_t>(failed)]), rc);
         bad->fail(f.kind, f.text());
         throw f;
       }
       case Verdict::Goodbye:
         throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
       case Verdict::PathBroken:
-        bad->broke(rc, bad->where() + " RESUME");
+        bad->broke(bad->where() + ": RESUME: " + describe(rc, ops[static_cast<size_t>(failed)]));
         rs.erase(std::find_if(rs.begin(), rs.end(), [&](const Resume& r) { return r.l == bad; }));
         break;
     }
@@ -332,14 +342,14 @@ void Op::step(const std::vector<Frame*>& frames) {
     Link* bad = run[failed]->link;
     switch (classify(rc)) {
       case Verdict::Protocol: {
-        Failure f(Fail::Protocol, bad->where() + ": " + describe(rc), rc);
+        Failure f(Fail::Protocol, bad->where() + ": " + describe(rc, ops[static_cast<size_t>(failed)]), rc);
         bad->fail(f.kind, f.text());
         throw f;
       }
       case Verdict::Goodbye:
         throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
       case Verdict::PathBroken:
-        bad->broke(rc, bad->where());
+        bad->broke(bad->where() + ": " + describe(rc, ops[static_cast<size_t>(failed)]));
         break;
     }
   }
@@ -347,7 +357,7 @@ void Op::step(const std::vector<Frame*>& frames) {
 }
 
 void Op::finish() {
-  if (small_) return;
+  if (small_ || !matched_) return;
   // Each end owes an ACK for what it received and waits for one for what it
   // sent; after a RESUME only for what moved since (both ends know the same).
   std::map<Link*, bool> settled;

@@ -54,9 +54,13 @@ class Op {
   // Operations whose input is at most this many bytes send from kept copies.
   static constexpr uint64_t kCopyLimit = 256 << 10;
 
-  Op(uint64_t nbytes, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted);
+  // `matched`: every rank is in this operation together (a collective), so it
+  // can end with ACKs; a send or a receive is not (the peer may be sending too).
+  Op(uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted);
 
-  Frame* send(Link* l, const char* buf, uint64_t len, uint8_t dtype);
+  // `hold` (large point-to-point sends): keeps `buf` alive and unchanged until
+  // the peer has the frame, instead of a copy or an ACK.
+  Frame* send(Link* l, const char* buf, uint64_t len, uint8_t dtype, std::shared_ptr<const void> hold = {});
   Frame* recv(Link* l, char* buf, uint64_t len, uint8_t dtype);
   // Run these frames (and any re-sends) to completion.
   void step(const std::vector<Frame*>& frames);
@@ -87,6 +91,7 @@ class Op {
   void check_interrupt();
 
   const bool small_;
+  const bool matched_;
   const int64_t deadline_ns_;
   const int wake_fd_;
   const std::atomic<bool>* interrupted_;

@@ -463,7 +463,8 @@ class PeerLink:
             self.path = path
             self._path_index = _index_of(path.iface) if path is not None else None
             self._incoming_cv.notify_all()
-        self.native.stage(epoch, [c.fileno() for c in chans])
+        self.native.stage(epoch, [c.fileno() for c in chans], 
+                          f"peer {self.peer} at {chans[0].peer} via {chans[0].iface or 'an unbound socket'}")
 
     # ------------------------------------------------------- acceptor: intake
 

@@ -66,14 +66,32 @@ class FakeRank1:
         self.proc = subprocess.Popen([sys.executable, "-c", RANK, str(hosts), str(timeout), str(rounds)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True)
-        self.chan = self._dial("data", epoch=1, stripe=0, stripes=1, send_seq=0, recv_seq=0,
-                               why="initial", reason="fake rank 1")
+        self.chan = self._dial("data", epoch=1, stripe=0, stripes=1, why="initial", reason="fake rank 1")
         ack = json.loads(self.chan.recv_control(_core.KIND_SWITCH, 4096, timeout=5))
-        assert ack == {"epoch": 1, "send_seq": 0, "recv_seq": 0}
+        assert ack == {"epoch": 1}
         self.raw = socket.socket(fileno=os.dup(self.chan.fileno()))
         self.raw.setblocking(True)
         self.formed = self.line()
         assert self.formed.get("formed"), self.formed
+        self.resumed = False
+
+    def resume(self) -> None:
+        """The RESUME exchange the rank's native link starts an adopted epoch with:
+        this fake holds no frames yet (frontier 0, empty bitmap)."""
+        self.raw.sendall(_core.encode_header(_core.KIND_RESUME, 0, 1, 48) + struct.pack("<QQ", 1, 0) + bytes(32))
+        got = self.recv_exactly(32 + 48)
+        assert _core.decode_header(got[:32])[:5] == (_core.KIND_RESUME, 0, 0, 1, 48)
+        assert struct.unpack_from("<QQ", got, 32) == (1, 0)
+        self.resumed = True
+
+    def recv_exactly(self, n: int) -> bytes:
+        got = bytearray(n)
+        view = memoryview(got)
+        while view:
+            k = self.raw.recv_into(view)
+            assert k, "the rank closed the connection"
+            view = view[k:]
+        return bytes(got)
 
     def _dial(self, role: str, **extra) -> Channel:
         end = time.monotonic() + 20
@@ -96,9 +114,11 @@ class FakeRank1:
         return json.loads(self.proc.stdout.readline())
 
     def go(self) -> None:
-        """Let the rank start its next all_sum."""
+        """Let the rank start its next all_sum (the first one resumes epoch 1)."""
         self.proc.stdin.write("\n")
         self.proc.stdin.flush()
+        if not self.resumed:
+            self.resume()
 
     def frame(self, payload: bytes, *, seq: int = 0, dtype: int = F32, kind: int = _core.KIND_DATA,
               length: int | None = None) -> bytes:
@@ -135,12 +155,9 @@ def test_an_honest_fake_completes_the_all_sum(fake):
     f.go()
     f.raw.sendall(f.frame(ones()))
     assert f.line()["sum"] == [3.0] * 4
-    # and the rank's own frame arrived intact
-    got = bytearray(_core.HEADER_SIZE + 4 * N)
-    view = memoryview(got)
-    while view:
-        view = view[f.raw.recv_into(view):]
-    assert _core.decode_header(got[:32])[:5] == (_core.KIND_DATA, F32, 0, 0, 4 * N)
+    # and the rank's own frame arrived intact (flags: ACKED, its receive count 0)
+    got = f.recv_exactly(_core.HEADER_SIZE + 4 * N)
+    assert _core.decode_header(got[:32])[:5] == (_core.KIND_DATA, F32, 4, 0, 4 * N)
     assert bytes(got[32:]) == struct.pack(f"<{N}f", *([1.0] * N))
 
 
