@@ -73,13 +73,13 @@ def main() -> int:
         xs = [make(shape, dtype, case["seed"], i) for i in range(n)]
         if op == "shift":  # send to the right neighbour, receive from the left
             right, left = (r + 1) % n, (r - 1) % n
-            if r % 2 == 0:
-                sent = group.send(xs[r], right)
-                got = group.recv(shape, dtype, left)
-            else:
-                got = group.recv(shape, dtype, left)
-                sent = group.send(xs[r], right)
-            ok = close(got, xs[left], True) and sent is xs[r]
+            # MLX's send and recv are lazy: evaluated in this order, even ranks send
+            # first and odd ranks receive first (a ring of blocking sends cannot jam)
+            sent = group.send(xs[r], right)
+            got = group.recv(shape, dtype, left)
+            for step in ((sent, got) if r % 2 == 0 else (got, sent)):
+                mx.eval(step)
+            ok = close(got, xs[left], True) and close(sent, xs[r], True)
         else:
             got = getattr(group, op)(xs[r])
             # 2 ranks: one exchange and one rounding, bit-identical to MLX's a + b

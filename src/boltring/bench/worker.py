@@ -61,39 +61,9 @@ class Comm:
         pass
 
 
-class BoltComm(Comm):
-    def __init__(self, spec: dict[str, Any], rank: int):
-        import boltring
-
-        self.group = boltring.init(spec["hostfile"], rank, **spec.get("init", {}))
-        self.rank, self.size = self.group.rank(), self.group.size()
-
-    def all_sum(self, x: mx.array) -> mx.array:
-        return self.group.all_sum(x)
-
-    def all_gather(self, x: mx.array) -> mx.array:
-        return self.group.all_gather(x)
-
-    def send(self, x: mx.array, dst: int) -> None:
-        self.group.send(x, dst)
-
-    def recv_like(self, x: mx.array, src: int) -> mx.array:
-        return self.group.recv_like(x, src)
-
-    def path(self) -> str | None:
-        peer = 1 if self.rank == 0 else 0
-        return self.group.path(peer).iface
-
-    def close(self) -> None:
-        self.group.close()
-
-
-class MlxComm(Comm):
-    """MLX's ring backend, started exactly as exo starts it (MLX_HOSTFILE, MLX_RANK)."""
-
-    def __init__(self, spec: dict[str, Any], rank: int):
-        self.group = mx.distributed.init(backend="ring", strict=True)
-        self.rank, self.size = self.group.rank(), self.group.size()
+class GroupComm(Comm):
+    """A real `mx.distributed.Group` (MLX's ring, or boltring's native group): the
+    collectives are MLX's lazy ops, evaluated here."""
 
     def all_sum(self, x: mx.array) -> mx.array:
         y = mx.distributed.all_sum(x, group=self.group)
@@ -112,6 +82,29 @@ class MlxComm(Comm):
         y = mx.distributed.recv_like(x, src, group=self.group)
         mx.eval(y)
         return y
+
+
+class BoltComm(GroupComm):
+    def __init__(self, spec: dict[str, Any], rank: int):
+        import boltring
+
+        self.group = boltring.init(spec["hostfile"], rank, **spec.get("init", {}))
+        self.rank, self.size = self.group.rank(), self.group.size()
+
+    def path(self) -> str | None:
+        peer = 1 if self.rank == 0 else 0
+        return self.group.path(peer).iface
+
+    def close(self) -> None:
+        self.group.close()
+
+
+class MlxComm(GroupComm):
+    """MLX's ring backend, started exactly as exo starts it (MLX_HOSTFILE, MLX_RANK)."""
+
+    def __init__(self, spec: dict[str, Any], rank: int):
+        self.group = mx.distributed.init(backend="ring", strict=True)
+        self.rank, self.size = self.group.rank(), self.group.size()
 
 
 class Unconnected:
@@ -239,86 +232,36 @@ def collectives(comm: Comm, spec: dict[str, Any]) -> None:
 
 # ------------------------------------------------------------------ decode
 
-def _route_mlx_through(group: Any) -> str:
-    """Make mlx-lm's `mx.distributed.all_sum(x, group=g)` run on `group`; returns
-    what does the routing."""
-    if not isinstance(group, Unconnected):
-        try:
-            import boltring.mlx as bmlx  # the real integration, when this tree has it
-        except ImportError:
-            bmlx = None
-        if bmlx is not None:
-            bmlx.use(group)
-            return "boltring.mlx.use"
-    # A minimal stand-in: only the collectives mlx-lm's sharded Llama calls.
+def _route_unconnected() -> str:
+    """Make mlx-lm's `mx.distributed.all_sum(x, group=g)` accept the no-communication
+    stand-in group (real groups, MLX's or boltring's, need nothing)."""
     originals = {name: getattr(mx.distributed, name) for name in ("all_sum", "all_gather")}
 
     def routed(name: str) -> Any:
         def call(x: mx.array, *, group: Any = None, stream: Any = None) -> mx.array:
-            if group is not None and not isinstance(group, mx.distributed.Group):
-                return getattr(group, name)(x)
+            if isinstance(group, Unconnected):
+                return x
             return originals[name](x, group=group, stream=stream)
         return call
 
     for name in originals:
         setattr(mx.distributed, name, routed(name))
-    return "boltring.bench.worker (minimal all_sum/all_gather routing)"
+    return "boltring.bench.worker (collectives of the stand-in group return their input)"
 
 
-class Split:
-    """Where a boltring rank's decode time goes: evaluating each all_sum's input
-    (MLX computing the layer so far) and the all_sum itself (waiting for the peer,
-    moving bytes, reducing, boltring's Python)."""
+def _decode_round(model: Any, prompt: list[int], steps: int) -> tuple[list[int], float]:
+    """`steps` greedy tokens through mlx-lm's own `generate_step` (its generation
+    stream and its async_eval pipelining); (tokens, seconds from the first token,
+    so the prefill is not timed)."""
+    from mlx_lm.generate import generate_step
 
-    def __init__(self) -> None:
-        from boltring import collectives
-
-        self.eval_s = self.comm_s = 0.0
-        self.count = 0
-        inner = collectives.all_reduce
-
-        def all_reduce(group: Any, x: mx.array, op: int) -> mx.array:
-            t0 = time.perf_counter()
-            memoryview(x)  # evaluates x, as the collective would
-            t1 = time.perf_counter()
-            y = inner(group, x, op)
-            self.eval_s += t1 - t0
-            self.comm_s += time.perf_counter() - t1
-            self.count += 1
-            return y
-
-        collectives.all_reduce = all_reduce  # Group looks it up at call time
-
-    def reset(self) -> None:
-        self.eval_s = self.comm_s = 0.0
-        self.count = 0
-
-    def take(self, tokens: int) -> dict[str, float]:
-        out = {"eval_ms_per_token": self.eval_s / tokens * 1e3, "all_sum_ms_per_token": self.comm_s / tokens * 1e3,
-               "all_sums_per_token": self.count / tokens,
-               "us_per_all_sum": self.comm_s / self.count * 1e6 if self.count else 0.0}
-        self.reset()
-        return out
-
-
-def _decode_round(model: Any, prompt: list[int], steps: int, started: Any = None) -> tuple[list[int], float]:
-    """Prefill `prompt` (untimed), then `steps` greedy tokens; (tokens, seconds).
-    `started` is called when the timed part starts."""
-    from mlx_lm.models.cache import make_prompt_cache
-
-    cache = make_prompt_cache(model)
-    logits = model(mx.array([prompt], mx.int32), cache=cache)[0, -1]
-    token = mx.argmax(logits)
-    mx.eval(token)
-    out = []
-    if started is not None:
-        started()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        logits = model(token.reshape(1, 1), cache=cache)[0, -1]
-        token = mx.argmax(logits)
-        mx.eval(token)
-        out.append(int(token.item()))
+    out: list[int] = []
+    t0 = 0.0
+    for token, _ in generate_step(mx.array(prompt, mx.int32), model, max_tokens=steps + 1):
+        if not out and not t0:
+            t0 = time.perf_counter()  # the prefill and the first token are behind us
+            continue
+        out.append(int(token))
     return out, time.perf_counter() - t0
 
 
@@ -330,9 +273,9 @@ def decode(comm: Comm, spec: dict[str, Any]) -> None:
     llama = tiny.build(seed=m["seed"], hidden=m["hidden"], layers=m["layers"])
     routing = None
     if comm.size > 1:
-        routing = _route_mlx_through(comm.group) if spec["system"] != "mlx" else "mx.distributed (MLX ring)"
+        routing = {"nocomm": _route_unconnected, "mlx": lambda: "mx.distributed (MLX ring)",
+                   "boltring": lambda: "mx.distributed (boltring's native group)"}[spec["system"]]()
         tiny.shard(llama, comm.group)
-    split = Split() if spec["system"] == "boltring" and spec.get("mode") != "seed" else None
     prompt = tiny.prompt(m["prompt"], m["seed"])
     emit(type="model", built_s=time.perf_counter() - t0, builder=tiny.BUILDER, routing=routing)
     if spec.get("mode") == "seed":
@@ -341,10 +284,9 @@ def decode(comm: Comm, spec: dict[str, Any]) -> None:
     for i in range(spec["warmup"] + spec["rounds"]):
         if not gate():
             return
-        tokens, seconds = _decode_round(llama, prompt, m["tokens"], split.reset if split else None)
+        tokens, seconds = _decode_round(llama, prompt, m["tokens"])
         emit(type="decode", round=i, warmup=i < spec["warmup"], tokens=len(tokens), seconds=seconds,
-             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path(),
-             split=split.take(len(tokens)) if split else None)
+             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path())
 
 
 def seed_rounds(comm: Comm, llama: Any, prompt: list[int], spec: dict[str, Any]) -> None:
