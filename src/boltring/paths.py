@@ -286,9 +286,15 @@ class PeerLink:
 
     def _probe_once(self, c: Candidate) -> None:
         if not c.iface:
+            ip = endpoint.parse(c.remote)[0]
+            fam = 6 if ":" in ip else 4
+            waiting = [f"{i.name} has no carrier yet" if not i.up else f"{i.name} has no IPv{fam} address yet"
+                       for i in self._table if i.kind >= links.LinkKind.ETHERNET
+                       and (not i.up or not any(a.version == fam for a in i.addresses))]
             with self.lock:
                 self.policy.failed(c, f"no local interface reaches {c.remote} directly, and none is "
-                                      "remembered for it; boltring does not dial unbound")
+                                      "remembered for it; boltring does not dial unbound"
+                                      + (f" ({', '.join(waiting)})" if waiting else ""))
             return
         chan = self._probes.get(c)
         if chan is None:

@@ -128,10 +128,16 @@ class PathPolicy:
         if self.fallback not in ("allow", "never"):
             raise ValueError(f"fallback must be 'allow' or 'never', not {self.fallback!r}")
         for c in self.candidates:
-            self.order.setdefault(c, len(self.order))
+            self._place(c)
         self._sort()
         for c in self.candidates:
             self.health.setdefault(c, Health())
+
+    def _place(self, c: Candidate) -> None:
+        """Hostfile order is the order of the remote address: every interface to one
+        address shares its place."""
+        same = [self.order[o] for o in self.order if o.remote == c.remote]
+        self.order.setdefault(c, min(same) if same else max(self.order.values(), default=-1) + 1)
 
     def _sort(self) -> None:
         self.candidates = sorted(self.candidates, key=lambda c: (-c.kind, self.order.get(c, 1 << 30)))
@@ -148,7 +154,7 @@ class PathPolicy:
     def add(self, c: Candidate) -> None:
         """A candidate learned later (advertised by the peer)."""
         if c not in self.health:
-            self.order.setdefault(c, len(self.order))
+            self._place(c)
             self.candidates = [*self.candidates, c]
             self._sort()
             self.health[c] = Health()
@@ -201,7 +207,9 @@ class PathPolicy:
         return hold <= 0 or h.healthy_since is None or now - h.healthy_since >= hold  # None: untimed probes
 
     def unresolved(self, c: Candidate) -> bool:
-        return not c.iface
+        """An address no interface reaches (and none remembered for it) -- unless an
+        interface has been found for it since."""
+        return not c.iface and not any(o.iface and o.remote == c.remote for o in self.candidates)
 
     def choice(self) -> Choice[Candidate]:
         """`choose` over the allowed candidates, usable meaning healthy."""
