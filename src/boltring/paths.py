@@ -300,9 +300,11 @@ class PeerLink:
         if chan is None:
             not_ready = links.readiness(c.iface, endpoint.parse(c.remote)[0], self._table)
             if not_ready is not None:  # no carrier or no address yet, or gone: nothing to dial
+                why = not_ready[1]
+                if not_ready[0] == "missing" or c.remote in self._peer_missing:
+                    why = self._why(LinkDown(why), c)  # the peer's vanished interface, named, comes first
                 with self.lock:
-                    self.policy.failed(c, self._why(LinkDown(not_ready[1]), c)
-                                       if not_ready[0] == "missing" else not_ready[1])
+                    self.policy.failed(c, why)
                 return
         try:
             if chan is None:

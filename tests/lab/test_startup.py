@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.netns]
 
 PORT = 53300
 REPS = int(os.environ.get("BOLTRING_STARTUP_REPS", "20"))
-DELAYS = [0.6, 1.5, 2.5, 6.0, 1.0]  # s after the ranks' processes start; 6.0 is past prefer_wait_s
+DELAYS = [0.6, 1.5, 2.5, 8.0, 1.0]  # s after the ranks' processes start; 8.0 is past prefer_wait_s
 BOUND_S = 2.5  # on thunderbolt0 within this long of it carrying
 OPTS = {"init": {"timeout_s": 30}, "elems": 4096, "seconds": 600, "report_ops": 5, "vote": False,
         "sleep_s": 0.01, "log": "info"}
