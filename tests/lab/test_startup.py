@@ -43,19 +43,11 @@ OPTS = {"init": {"timeout_s": 30}, "elems": 4096, "seconds": 600, "report_ops": 
         "sleep_s": 0.01, "log": "info"}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 @pytest.fixture(scope="module")
 def labs(tmp_path_factory: pytest.TempPathFactory):
     for n in netns.list_netns():  # labs of earlier runs of this module whose process died
         m = re.match(r"^(s[uv](\d+))-(?:n\d+|w\d+|t\d+|slow)$", n)
-        if m and not _alive(int(m.group(2))):
+        if m and not netns.proc_alive(int(m.group(2))):
             Lab(2, m.group(1)).down()
     pid = os.getpid()
     made = {"normal": Lab(2, f"su{pid}", max_lifetime_s=900),
