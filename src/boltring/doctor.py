@@ -49,11 +49,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from boltring import endpoint, links, listening, memory, paths
-from boltring.channel import Channel
+from boltring.channel import Channel, Listener
 from boltring.errors import BoltError, LinkDown, Timeout
 from boltring.hostfile import Address, Hostfile, dials
 from boltring.links import Interface, LinkKind
-from boltring.policy import Candidate
+from boltring.policy import Candidate, choose
 
 log = logging.getLogger("boltring")
 
@@ -258,17 +258,13 @@ def local_state(c: Candidate, table: Sequence[Interface]) -> tuple[str | None, s
     if not c.iface:
         why = f"no interface here reaches {ip} directly and none is remembered for it (is a link missing?)"
         return "unresolved", why, "none"
-    by_name = {i.name: i for i in table}
-    iface = by_name.get(c.iface)
-    live = [i.name for i in links.candidates_for(ip, table)]
-    if iface is None:
-        return "missing", f"{c.iface} is missing", _source(ip, c.iface)
-    if not iface.up:
-        what = "has no carrier" if "up" in iface.flags else "is down"
-        return "down", f"{c.iface} {what}", _source(ip, c.iface)
-    if c.iface not in live:
-        return "off-subnet", f"{c.iface} has no address in {ip}'s subnet any more", _source(ip, c.iface)
-    return None, "", "live"
+    not_ready = links.readiness(c.iface, ip, table)  # what the group's probe checks first
+    if not_ready is None:
+        return None, "", "live"
+    status, why = not_ready
+    if status == "missing":
+        why = f"{c.iface} is missing"
+    return status, why, _source(ip, c.iface)
 
 
 def _source(ip: str, iface: str) -> str:
@@ -277,28 +273,53 @@ def _source(ip: str, iface: str) -> str:
 
 
 def check_path(c: Candidate, timeout: float) -> tuple[str, str, float | None]:
-    """(status, reason, connect ms) of one bounded, interface-bound connect to the
-    candidate's address; nothing is sent, the connection is closed at once."""
+    """(status, reason, connect ms) of an interface-bound connect to the candidate's
+    address, retried within ``timeout`` until it connects (the peer's listener may
+    open a moment later); nothing is sent, each connection is closed at once.
+
+    What answers is a listener bound to the peer's interface, as the group's are:
+    the running group's own, or the short-lived one ``doctor`` opens on the peer
+    (run it on both ranks at once).  Replies of a bound listener leave by its
+    interface, so this proves the path both ways even where the peer's preferred
+    route for the subnet is another interface (link-local twins); a refusal, from
+    a host where nothing listens, also came back through the bound interface."""
     t0 = time.monotonic()
-    try:
-        chan = Channel.connect(c.remote, iface=c.iface, timeout=timeout)
-    except LinkDown as exc:
-        ms = (time.monotonic() - t0) * 1000.0
-        e = errno_of(exc)
-        if "interface is missing" in str(exc):
-            return "missing", f"{c.iface} is missing", None
-        if e == _errno.ECONNREFUSED:
-            return "refused", "the peer host answered (refused: no rank listens there yet)", ms
-        if e in (_errno.ENETUNREACH, _errno.EHOSTUNREACH, _errno.ENETDOWN):
-            return "unreachable", f"{c.remote} is unreachable via {c.iface} ({os.strerror(e)})", ms
-        return "error", f"{exc}", ms
-    except Timeout:
-        return "timeout", f"no answer from {c.remote} via {c.iface} within {timeout:g} s", None
-    except (BoltError, OSError) as exc:
-        return "error", f"{type(exc).__name__}: {exc}", None
-    ms = (time.monotonic() - t0) * 1000.0
-    chan.close(goodbye=False)
-    return "connected", "connected: something listens there (a running rank?)", ms
+    end = t0 + timeout
+    refused: tuple[str, str, float | None] | None = None
+    last: tuple[str, str, float | None] | None = None
+    while True:
+        left = end - time.monotonic()
+        if left <= 0.01:
+            break
+        t1 = time.monotonic()
+        try:
+            chan = Channel.connect(c.remote, iface=c.iface, timeout=min(left, 0.5))
+        except LinkDown as exc:
+            ms = (time.monotonic() - t1) * 1000.0
+            e = errno_of(exc)
+            if "interface is missing" in str(exc):
+                return "missing", f"{c.iface} is missing", None
+            if e == _errno.ECONNREFUSED:
+                refused = ("refused", "the peer host answered (refused: no rank listens there yet)", ms)
+            elif e in (_errno.ENETUNREACH, _errno.EHOSTUNREACH, _errno.ENETDOWN):
+                last = ("unreachable", f"{c.remote} is unreachable via {c.iface} ({os.strerror(e)})", ms)
+            else:
+                last = ("error", f"{exc}", ms)
+        except Timeout:
+            pass
+        except (BoltError, OSError) as exc:
+            last = ("error", f"{type(exc).__name__}: {exc}", None)
+        else:
+            ms = (time.monotonic() - t1) * 1000.0
+            chan.close(goodbye=False)
+            return "connected", "connected: a listener bound to the peer's interface answered", ms
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
+    if refused is not None:
+        return refused
+    if last is not None:
+        return last
+    return "timeout", (f"no answer via {c.iface} within {timeout:g} s (no listener answered at "
+                       f"{c.remote}: start doctor on the peer at the same time, or the group)"), None
 
 
 Checker = Callable[[Candidate, float], tuple[str, str, "float | None"]]
@@ -330,8 +351,10 @@ def decide(peer: int, checks: list[PathCheck], *, inbound: bool = False) -> Peer
     if not checks:
         why = "this rank's hostfile entry gives it no address" if inbound else "the hostfile gives no address for it"
         return PeerDiagnosis(peer, [], None, None, "down", why, [f"peer {peer}: {why}"], dials=not inbound)
-    primary = max(LinkKind.parse(c.kind) for c in checks)
-    use = next((c for c in checks if c.reached), None)
+    pick = choose(checks, lambda c: LinkKind.parse(c.kind), lambda c: c.reached, lambda c: c.position,
+                  lambda c: c.status == "unresolved")  # the group's own rule (policy.choose)
+    primary = pick.primary_kind
+    use = pick.use
     problems: list[str] = []
     notes: list[str] = []
     if use is None:
@@ -339,7 +362,7 @@ def decide(peer: int, checks: list[PathCheck], *, inbound: bool = False) -> Peer
         problems.append(f"peer {peer}: {'cannot reach this rank' if inbound else 'no path reaches it'}: {why}")
         return PeerDiagnosis(peer, checks, str(primary), None, "down", why, problems, dials=not inbound)
     kind = LinkKind.parse(use.kind)
-    better = [c for c in checks if LinkKind.parse(c.kind) > kind]
+    better = [c for c in pick.blockers if LinkKind.parse(c.kind) > kind]
     if better:
         state = "fallback"
         why = "; ".join(c.reason for c in better)
@@ -449,13 +472,60 @@ def secret_is_set(env: Any = None) -> bool:
     return bool(env.get(SECRET_ENV))
 
 
+class _Answering:
+    """Short-lived listeners on this rank's own addresses, each bound to its interface
+    exactly as the group's would be (``listening.wanted``), that accept and close: so
+    that ``doctor`` on the neighbour that dials this rank can prove its paths even
+    before the group runs.  An address already in use (the group runs) is skipped:
+    the group's own listener answers there."""
+
+    def __init__(self, plan: Sequence[listening.Want]):
+        import threading
+
+        self.listeners = []
+        for ip, port, iface in plan:
+            try:
+                self.listeners.append(Listener(endpoint.format(ip, port), iface=iface))
+            except (BoltError, OSError) as exc:
+                log.debug("doctor: not answering on %s:%d via %s: %s", ip, port, iface, exc)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="boltring-doctor-answer")
+        if self.listeners:
+            self._thread.start()
+
+    def _loop(self) -> None:
+        import select
+
+        fds = {x.fileno(): x for x in self.listeners}
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select(list(fds), [], [], 0.05)
+            except (OSError, ValueError):
+                return
+            for fd in ready:
+                try:
+                    fds[fd].accept(timeout=0).close(goodbye=False)
+                except (BoltError, OSError):
+                    pass
+
+    def close(self, linger_s: float) -> None:
+        if self.listeners:
+            self._stop.wait(linger_s)  # a neighbour's doctor started a moment later still finds it
+            self._stop.set()
+            self._thread.join(timeout=2)
+        for x in self.listeners:
+            x.close()
+
+
 def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
              timeout: float = DEFAULT_TIMEOUT_S, checker: Checker = check_path,
-             remember: bool = True) -> DoctorReport:
+             remember: bool = True, answer: bool = False) -> DoctorReport:
     """The doctor's report for this machine (and, with a hostfile, for ``rank``).
 
     Interfaces come from ``links.interfaces()`` (what the group sees); every path
-    check is bounded by ``timeout`` seconds and all run at once.  With
+    check is bounded by ``timeout`` seconds and all run at once.  With ``answer``,
+    this rank also answers on its own addresses meanwhile (and ``timeout`` longer),
+    for the doctor of a neighbour that dials it (``_Answering``).  With
     ``remember`` the interfaces seen now are recorded (``memory.remember``), so that
     a later run can name an interface that has since gone missing.
     """
@@ -478,14 +548,14 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
                   key=lambda w: (-int(LinkKind.parse(kinds.get(w[2], "other"))), w))
     report.listen = [{"addr": endpoint.format(ip, port), "iface": iface, "kind": kinds.get(iface, "other")}
                      for ip, port, iface in plan]
+    answering = _Answering(plan) if answer and plan else None
     # Every check at once (each bounded by `timeout`): the neighbours in one pool,
     # their paths in another, so the whole run takes about one timeout at most.
-    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor-check") as checks, \
-            ThreadPoolExecutor(max_workers=max(1, len(neighbours)),
-                               thread_name_prefix="boltring-doctor-peer") as peers:
-        futures = [peers.submit(examine, peer, paths.resolve(hostfile.entries[peer]), table, timeout,
-                                checker, checks) for peer in neighbours]
-        report.peers = [f.result() for f in futures]
+    try:
+        report.peers = _check_all(neighbours, hostfile, table, timeout, checker)
+    finally:
+        if answering is not None:
+            answering.close(timeout)
     report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if not dials(rank, d.peer, hostfile.size)
                     else d for d in report.peers]
     for diag in report.peers:
@@ -496,6 +566,16 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
     return report
 
 
+def _check_all(neighbours: Sequence[int], hostfile: Hostfile, table: Sequence[Interface], timeout: float,
+               checker: Checker) -> list[PeerDiagnosis]:
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor-check") as checks, \
+            ThreadPoolExecutor(max_workers=max(1, len(neighbours)),
+                               thread_name_prefix="boltring-doctor-peer") as peers:
+        futures = [peers.submit(examine, peer, paths.resolve(hostfile.entries[peer], list(table)), table,
+                                timeout, checker, checks) for peer in neighbours]
+        return [f.result() for f in futures]
+
+
 def main(hostfile: str | None, rank: int | None, *, as_json: bool = False,
          timeout: float = DEFAULT_TIMEOUT_S) -> int:
     """``boltring doctor``: print the report; the exit code says healthy or degraded."""
@@ -504,6 +584,6 @@ def main(hostfile: str | None, rank: int | None, *, as_json: bool = False,
     hf: Hostfile | None = None
     if hostfile is not None or os.environ.get("MLX_HOSTFILE"):
         hf, rank = from_environment(hostfile, rank)
-    report = diagnose(hf, rank, timeout=timeout)
+    report = diagnose(hf, rank, timeout=timeout, answer=True)
     print(json.dumps(report.to_dict(), indent=1) if as_json else report.render())
     return report.exit_code

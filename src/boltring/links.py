@@ -61,6 +61,8 @@ __all__ = [
     "Interface",
     "LinkKind",
     "candidates_for",
+    "coming_for",
+    "readiness",
     "classify",
     "classify_all",
     "interfaces",
@@ -365,6 +367,53 @@ def candidates_for(peer_ip: PeerAddress, interfaces: Iterable[Interface]) -> lis
             found.append(iface)
     found.sort(key=lambda i: (-int(i.kind), i.name))
     return found
+
+
+def coming_for(peer_ip: PeerAddress, interfaces: Iterable[Interface], *,
+               better_than: LinkKind | None = None) -> list[tuple[Interface, str, bool]]:
+    """Interfaces that exist and could reach ``peer_ip`` once they are ready, each with
+    why it is not ready yet, best kind first: (a) its subnet holds the peer but it has
+    no carrier (or is down); (b) when the peer is link-local (169.254/16, fe80::/10:
+    an address the interface assigns itself, as macOS does for a Thunderbolt Bridge
+    without DHCP): an interface of a real link kind better than ``better_than`` (the best that reaches the peer now)
+    that has no address of that family yet.  The flag says which: True for (a).
+    Loopback never counts."""
+    peer, scope = _peer(peer_ip)
+    found: list[tuple[Interface, str, bool]] = []
+    for iface in interfaces:
+        if "loopback" in iface.flags or (scope is not None and scope not in (iface.name, str(iface.index))):
+            continue
+        if any(_on_link(peer, a) for a in iface.addresses):
+            if not iface.up:
+                what = "has no carrier yet" if "up" in iface.flags else "is down"
+                found.append((iface, f"{iface.name} {what}", True))
+            continue
+        if not peer.is_link_local or iface.kind < LinkKind.ETHERNET:
+            continue
+        if better_than is not None and iface.kind <= better_than:
+            continue
+        family = [a for a in iface.addresses if a.version == peer.version
+                  and (a.ip.is_link_local or not peer.is_link_local)]
+        if not family:
+            found.append((iface, f"{iface.name} has no {'link-local ' if peer.is_link_local else ''}"
+                                 f"IPv{peer.version} address yet", False))
+    found.sort(key=lambda x: (-int(x[0].kind), x[0].name))
+    return found
+
+
+def readiness(name: str, peer_ip: PeerAddress, interfaces: Iterable[Interface]) -> tuple[str, str] | None:
+    """None when a socket bound to interface ``name`` can be dialled to ``peer_ip``
+    now; else (status, reason): ``missing``, ``down`` (no carrier, or down), or
+    ``off-subnet`` (it holds no address in the peer's subnet, not yet or not any more)."""
+    table = {i.name: i for i in interfaces}
+    iface = table.get(name)
+    if iface is None:
+        return "missing", f"interface {name} is missing"
+    if not iface.up:
+        return "down", f"{name} {'has no carrier yet' if 'up' in iface.flags else 'is down'}"
+    if iface not in candidates_for(peer_ip, [iface]):
+        return "off-subnet", f"{name} has no address in {_peer(peer_ip)[0]}'s subnet (yet)"
+    return None
 
 
 _TAILNET = ipaddress.ip_network("100.64.0.0/10")

@@ -29,6 +29,7 @@ import errno
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -99,6 +100,14 @@ class Settings:
     fallback: str = "allow"
     secret: bytes | None = None
     connect_timeout_s: float = 2.0
+    # a path better than the active one (or any, before the link forms) is probed this
+    # often, and its TCP connect given this long before the next attempt: so it is
+    # taken within a fraction of a second of answering (policy.py: promotion)
+    fast_probe_s: float = 0.1
+    probe_connect_s: float = 0.5
+
+
+PROBE_WORKERS = 4  # probes of different paths run at once: a silent path delays no other
 
 
 def reason_of(exc: BaseException) -> str:
@@ -149,6 +158,7 @@ class PeerLink:
         self._incoming_cv = threading.Condition(self.lock)
         self._probe_peers: set[Channel] = set()
         self.peer_gone: BaseException | None = None
+        self.refusals: list[str] = []  # handshakes refused during formation that did not end it
         self.instance = os.urandom(8).hex()  # tells this process's dials from another's
         self.peer_instance: str | None = None
 
@@ -204,18 +214,24 @@ class PeerLink:
     # --------------------------------------------------------------- threads
 
     def start_monitor(self) -> None:
-        """The dialer's probes: they run from before formation on."""
+        """The dialer's probes (a scheduler and workers): they run from before formation on."""
         if self.dialer:
+            self._jobs: queue.SimpleQueue[Candidate | None] = queue.SimpleQueue()
+            self._inflight: set[Candidate] = set()
+            self._due: dict[Candidate, float] = {}
+            self._table: list[links.Interface] = links.interfaces()
+            self._workers = [self._thread(self._probe_worker, f"boltring-probe-{n}") for n in range(PROBE_WORKERS)]
             self._thread(self._monitor_loop, "boltring-probe")
 
     def start_supervisor(self) -> None:
         """After formation: the thread that follows the native link."""
         self._thread(self._supervise, "boltring-link")
 
-    def _thread(self, fn: Callable[[], None], name: str) -> None:
+    def _thread(self, fn: Callable[[], None], name: str) -> threading.Thread:
         t = threading.Thread(target=fn, name=f"{name}-{self.peer}", daemon=True)
         t.start()
         self._threads.append(t)
+        return t
 
     def _supervise(self) -> None:
         seen = 0
@@ -245,8 +261,9 @@ class PeerLink:
         return {"world": self.world, "src": self.me, "dst": self.peer, "role": role,
                 "instance": self.instance, **extra}
 
-    def _dial(self, c: Candidate, role: str, **extra: Any) -> tuple[Channel, dict[str, Any]]:
-        chan = Channel.connect(c.remote, iface=c.iface, timeout=self.settings.connect_timeout_s)
+    def _dial(self, c: Candidate, role: str, connect_s: float | None = None,
+              **extra: Any) -> tuple[Channel, dict[str, Any]]:
+        chan = Channel.connect(c.remote, iface=c.iface, timeout=connect_s or self.settings.connect_timeout_s)
         try:
             reply = handshake.dial(chan, self._hello(role, **extra), self.settings.secret,
                                    self.settings.connect_timeout_s)
@@ -299,19 +316,35 @@ class PeerLink:
 
     def _probe_once(self, c: Candidate) -> None:
         if not c.iface:
+            ip = endpoint.parse(c.remote)[0]
+            fam = 6 if ":" in ip else 4
+            waiting = [f"{i.name} has no carrier yet" if not i.up else f"{i.name} has no IPv{fam} address yet"
+                       for i in self._table if i.kind >= links.LinkKind.ETHERNET
+                       and (not i.up or not any(a.version == fam for a in i.addresses))]
             with self.lock:
                 self.policy.failed(c, f"no local interface reaches {c.remote} directly, and none is "
-                                      "remembered for it; boltring does not dial unbound")
+                                      "remembered for it; boltring does not dial unbound"
+                                      + (f" ({', '.join(waiting)})" if waiting else ""))
             return
         chan = self._probes.get(c)
+        if chan is None:
+            not_ready = links.readiness(c.iface, endpoint.parse(c.remote)[0], self._table)
+            if not_ready is not None:  # no carrier or no address yet, or gone: nothing to dial
+                why = not_ready[1]
+                if not_ready[0] == "missing" or c.remote in self._peer_missing:
+                    why = self._why(LinkDown(why), c)  # the peer's vanished interface, named, comes first
+                with self.lock:
+                    self.policy.failed(c, why)
+                return
         try:
             if chan is None:
-                chan, _ = self._dial(c, "probe")
+                chan, _ = self._dial(c, "probe", connect_s=min(self.settings.probe_connect_s,
+                                                               self.settings.connect_timeout_s))
                 self._probes[c] = chan
             rtt = chan.ping(self.settings.probe_timeout_s) * 1000.0
             self._refused.pop(c, None)
             with self.lock:
-                self.policy.probe(c, rtt)
+                self.policy.probe(c, rtt, time.monotonic())
         except (AuthError, ConfigError) as exc:
             with self.lock:
                 self.fatal = exc
@@ -320,30 +353,66 @@ class PeerLink:
             if chan is not None:
                 chan.close(goodbye=False)
             self._probes.pop(c, None)
+            why = self._why(exc, c)
+            if isinstance(exc, Timeout) and c.iface not in why:
+                why = f"no answer via {c.iface} ({why})"
             with self.lock:
-                self.policy.failed(c, self._why(exc, c))
+                self.policy.failed(c, why)
                 if isinstance(exc, PeerClosed) or getattr(exc, "errno", None) == errno.ECONNREFUSED:
                     self._refused.setdefault(c, time.monotonic())
                 else:
                     self._refused.pop(c, None)
 
-    def _monitor_loop(self) -> None:
-        interval = self.settings.probe_interval_s
-        while not self._stop.is_set():
-            t0 = time.monotonic()
-            for c in resolve(self.addresses):
+    def _probe_worker(self) -> None:
+        """Run probes the monitor schedules, one path at a time per worker (thread)."""
+        while True:
+            c = self._jobs.get()
+            if c is None:
+                return
+            try:
+                if not self._stop.is_set():
+                    self._probe_once(c)
+            except Exception:  # noqa: BLE001 - a probe must never end the worker
+                log.exception("peer %d: probe of %s failed", self.peer, c)
+            finally:
                 with self.lock:
-                    self.policy.add(c)
-            for c in list(self.policy.candidates):
-                if self._stop.is_set():
-                    break
-                self._probe_once(c)
-            self.decide()
-            self._check_index()
-            self._stop.wait(max(0.0, interval - (time.monotonic() - t0)))
-        for chan in self._probes.values():
-            chan.close()
-        self._probes.clear()
+                    self._inflight.discard(c)
+                    fast = self.policy.urgent(c)
+                self._due[c] = time.monotonic() + (self.settings.fast_probe_s if fast
+                                                   else self.settings.probe_interval_s)
+
+    def _monitor_loop(self) -> None:
+        """Schedule probes (each path at its own cadence, one in flight per path), and
+        decide after each tick."""
+        interval = self.settings.probe_interval_s
+        tick = max(0.02, min(self.settings.fast_probe_s, interval) / 2)
+        resolved = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now - resolved >= min(interval, 0.25):
+                    self._table = links.interfaces()
+                    for c in resolve(self.addresses, self._table):
+                        with self.lock:
+                            self.policy.add(c)
+                    resolved = now
+                with self.lock:
+                    due = [c for c in self.policy.candidates
+                           if c not in self._inflight and now >= self._due.get(c, 0.0)]
+                    self._inflight.update(due)
+                for c in due:
+                    self._jobs.put(c)
+                self.decide()
+                self._check_index()
+                self._stop.wait(tick)
+        finally:
+            for _ in self._workers:
+                self._jobs.put(None)
+            for w in self._workers:
+                w.join(timeout=5)
+            for chan in list(self._probes.values()):
+                chan.close()
+            self._probes.clear()
 
     def _check_index(self) -> None:
         """Data connections bound to an interface that has since gone and come back
@@ -556,9 +625,10 @@ class PeerLink:
                     raise self.fatal
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    refused = f"; refused meanwhile: {'; '.join(self.refusals)}" if self.refusals else ""
                     raise Timeout(f"peer {self.peer}: no data connection from it within the deadline "
                                   "(is it running, with the same hostfile, and can it reach this "
-                                  "rank's addresses?)")
+                                  f"rank's addresses?){refused}")
                 self._incoming_cv.wait(min(left, 0.1))
 
     def _form_dialer(self, deadline: float) -> None:
@@ -616,22 +686,35 @@ class PeerLink:
             self._incoming_cv.notify_all()
 
 
-def resolve(addresses: Iterable[Address]) -> list[Candidate]:
-    """The candidate paths to a peer's addresses: every local interface that reaches
-    each directly (its subnet), else the interface remembered for it, else none."""
-    table = links.interfaces()
+def resolve(addresses: Iterable[Address], table: list[links.Interface] | None = None) -> list[Candidate]:
+    """The candidate paths to a peer's addresses, in hostfile order: for each address
+    every (address, interface) pair where the interface reaches it directly (its
+    subnet: link-local twins give several), plus the interfaces that are coming
+    (``links.coming_for``: no carrier or no address yet; or pinned in the hostfile);
+    else the interface remembered for it; else none (an empty interface: never
+    dialled unbound).  The kind is the interface's (or the hostfile's pin)."""
+    table = links.interfaces() if table is None else table
+    addrs = [a for a in addresses if not a.wildcard and a.port != 0]
+    live = {a: [i for i in links.candidates_for(a.ip, table) if not a.iface or i.name == a.iface] for a in addrs}
+    best = max((i.kind for found in live.values() for i in found), default=None)
+    names = {i.name for i in table}
     out: list[Candidate] = []
-    for a in addresses:
-        if a.wildcard or a.port == 0:
-            continue
-        found = [i for i in links.candidates_for(a.ip, table) if not a.iface or i.name == a.iface]
-        if found:
-            out += [Candidate(i.name, a.kind or i.kind, str(a)) for i in found]
-            continue
+    for a in addrs:
+        found = live[a]
+        coming = [(i, holds) for i, _, holds in links.coming_for(a.ip, table, better_than=best)
+                  if (not a.iface or i.name == a.iface) and i not in found]
+        if a.iface and not found and not coming and a.iface in names:
+            coming = [(next(i for i in table if i.name == a.iface), True)]  # pinned: meant to carry it
         seen = memory.recall(a.ip)
-        name = a.iface or (seen[0] if seen else "")
-        kind = a.kind or (seen[1] if seen else links.LinkKind.OTHER)
-        out.append(Candidate(name, kind, str(a)))
+        if not found and seen and not any(holds for _, holds in coming):
+            coming = [(i, h) for i, h in coming if i.name == seen[0]]  # memory beats a guess
+            if not coming:
+                out.append(Candidate(a.iface or seen[0], a.kind or seen[1], str(a)))
+                continue
+        if found or coming:
+            out += [Candidate(i.name, a.kind or i.kind, str(a)) for i in found + [i for i, _ in coming]]
+            continue
+        out.append(Candidate(a.iface or "", a.kind or links.LinkKind.OTHER, str(a)))
     return list(dict.fromkeys(out))
 
 

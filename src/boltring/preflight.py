@@ -53,7 +53,7 @@ from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
 from boltring.hostfile import Address, Hostfile, dials, from_environment
 from boltring.links import Interface, LinkKind
 from boltring.paths import resolve
-from boltring.policy import Candidate
+from boltring.policy import Candidate, choose
 
 log = logging.getLogger("boltring")
 
@@ -196,7 +196,10 @@ def evaluate(peer: int, paths: list[PathResult], max_rtt_ms: float,
         why = "; ".join(f"{x.iface or x.remote}: {x.reason or x.status}" for x in paths)
         return None, "down", [f"peer {peer}: no path works: {why}"]
     healthy = [x for x in ok if x.rtt_ms is not None and x.rtt_ms <= max_rtt_ms]
-    use = healthy[0] if healthy else ok[0]
+    # the group's own rule (policy.choose): best kind first, hostfile order only breaks ties
+    use = choose(healthy or ok, lambda x: LinkKind.parse(x.kind), lambda x: True, lambda x: x.position,
+                 lambda x: False).use
+    assert use is not None
     kind = LinkKind.parse(use.kind)
     better = [x for x in paths if LinkKind.parse(x.kind) > kind]
     failures: list[str] = []

@@ -147,11 +147,17 @@ class Rendezvous:
         except (AuthError, ConfigError) as exc:
             log.warning("rank %d: refused a connection from %s: %s", self.me, chan.peer, exc)
             chan.close(goodbye=False)
-            if link_of and link_of[0].epoch == 0 and not isinstance(exc, Refusal):
-                # the peer and this rank disagree: neither can go on.  Only before the link
-                # first forms: once it has, the peer has proven itself, and a refusal is a
-                # stranger's (a replay, a wrong proof): logged, no more.
-                link_of[0].fatal = exc
+            link = link_of[0] if link_of else None
+            if link is not None and link.epoch == 0 and not isinstance(exc, Refusal):
+                if from_peer(chan.peer, link.addresses) and link.peer_instance is None:
+                    # the peer and this rank disagree (secret, world size, ranks): neither can
+                    # go on.  Only before the link first forms, only before the peer has
+                    # proven itself, and only from the peer's own addresses (or this host):
+                    # a stranger elsewhere never ends the formation of the real peers.
+                    link.fatal = exc
+                else:
+                    link.refusals.append(f"{chan.peer}: {exc}")
+                    del link.refusals[:-4]
             return
         except (BoltError, OSError) as exc:
             log.debug("rank %d: handshake with %s failed: %s", self.me, chan.peer, exc)
@@ -166,6 +172,19 @@ class Rendezvous:
             for listener, _ in self.listeners.values():
                 listener.close()
             self.listeners.clear()
+
+
+def from_peer(remote: str, addresses: tuple[Address, ...]) -> bool:
+    """Whether a connection from `remote` ("ip:port") comes from one of the peer's
+    hostfile addresses, or from this host (a loopback source)."""
+    import ipaddress
+
+    from boltring import endpoint
+    try:
+        ip = ipaddress.ip_address(endpoint.parse(remote)[0])
+    except (ConfigError, ValueError):
+        return False
+    return ip.is_loopback or any(not a.wildcard and ipaddress.ip_address(a.ip) == ip for a in addresses)
 
 
 def _index(iface: str) -> int:

@@ -362,3 +362,11 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=60, check=False,
                          env={"PATH": "/usr/bin:/bin", "BOLTRING_STATE_DIR": str(tmp_path)})
     assert bad.returncode == 2 and "cannot read it" in bad.stderr
+
+
+def test_a_refusal_ends_formation_only_from_the_peers_own_addresses_or_this_host() -> None:
+    from boltring.hostfile import Address
+    from boltring.rendezvous import from_peer
+    entry = (Address("192.168.4.2", 5000), Address("100.64.0.2", 5000))
+    assert from_peer("192.168.4.2:40123", entry) and from_peer("127.0.0.1:40123", entry)
+    assert not from_peer("100.64.0.77:40123", entry) and not from_peer("garbage", entry)

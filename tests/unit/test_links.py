@@ -388,3 +388,16 @@ def test_a_tailnet_peer_is_reached_through_the_tunnel_holding_a_slash_32() -> No
     assert utun, "fixture has a Tailscale utun"
     assert [i.name for i in links.candidates_for("100.70.1.2", mac)] == [utun[0].name]
     assert links.candidates_for("8.8.8.8", mac) == [] or utun[0] not in links.candidates_for("8.8.8.8", mac)
+
+
+def test_a_link_local_peer_counts_a_better_interface_that_has_no_address_yet():
+    from boltring.links import Interface, LinkKind, coming_for
+    import ipaddress
+    tb = Interface("thunderbolt0", 3, LinkKind.THUNDERBOLT, up=False, flags=frozenset({"up"}))
+    wifi = Interface("wifi0", 2, LinkKind.OTHER, up=True, flags=frozenset({"up", "running"}),
+                     addresses=(ipaddress.ip_interface("169.254.8.1/16"),))
+    found = coming_for("169.254.8.2", [tb, wifi], better_than=LinkKind.OTHER)
+    assert [(i.name, why, holds) for i, why, holds in found] == [
+        ("thunderbolt0", "thunderbolt0 has no link-local IPv4 address yet", False)]
+    assert coming_for("192.168.4.2", [tb, wifi], better_than=LinkKind.OTHER) == []  # not link-local: no guess
+    assert coming_for("169.254.8.2", [tb, wifi], better_than=LinkKind.THUNDERBOLT) == []

@@ -167,3 +167,49 @@ class PolicyMachine(RuleBasedStateMachine):
 
 TestPolicyMachine = PolicyMachine.TestCase
 TestPolicyMachine.settings = settings(max_examples=300, stateful_step_count=40, deadline=None)
+
+
+# ---- startup: coming paths, unreached addresses, promotion hold (issue 11) ----------
+
+UNREACHED = Candidate("", LinkKind.OTHER, "192.168.4.2:5000")
+WIFI = Candidate("wifi0", LinkKind.OTHER, "169.254.8.2:5000")
+TB_TWIN = Candidate("thunderbolt0", LinkKind.THUNDERBOLT, "169.254.8.2:5000")
+
+
+def test_a_coming_thunderbolt_path_is_waited_for_and_forming_without_it_is_a_fallback():
+    p = PathPolicy([WIFI, TB_TWIN], k=3, prefer_wait_s=3.0)  # hostfile order: the twin first
+    p.failed(TB_TWIN, "thunderbolt0 has no carrier yet")
+    p.probe(WIFI, 0.3)
+    assert p.decide(1.0) is None  # hostfile order never outranks kind: it waits
+    d = p.decide(3.0)
+    assert d.kind == "fallback" and d.new == WIFI and "thunderbolt0 has no carrier yet" in d.reason
+
+
+def test_an_unreached_address_listed_first_blocks_an_initial_on_a_later_one():
+    p = PathPolicy([UNREACHED, TS], k=3, prefer_wait_s=3.0)
+    p.failed(UNREACHED, "no local interface reaches 192.168.4.2:5000 directly")
+    p.probe(TS, 1.0)
+    assert p.decide(1.0) is None
+    d = p.decide(3.1)
+    assert d.kind == "fallback" and "192.168.4.2" in d.reason
+    # once an interface is found for that address, the stale unresolved one blocks nothing
+    q = PathPolicy([UNREACHED, TS], k=3, prefer_wait_s=3.0)
+    found = Candidate("thunderbolt0", LinkKind.THUNDERBOLT, UNREACHED.remote)
+    q.add(found)
+    q.probe(found, 0.2)
+    d = q.decide(0.5)
+    assert d.kind == "initial" and d.new == found
+
+
+def test_a_path_that_lost_the_active_role_waits_a_doubling_hold_before_promotion():
+    p = policy()
+    p.probe(TB, 0.2, 0.0), p.probe(TS, 1.0, 0.0)
+    assert p.decide(0.0).new == TB
+    p.failed(TB, "I/O error")
+    assert p.decide(0.1).new == TS
+    for t in (0.2, 0.3, 0.4):
+        p.probe(TB, 0.2, t)
+    assert p.decide(0.45) is None  # 3 healthy probes, but held 1 s after its first loss
+    p.probe(TB, 0.2, 1.3)
+    d = p.decide(1.3)
+    assert d is not None and d.kind == "promote" and d.new == TB

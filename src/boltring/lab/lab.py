@@ -9,6 +9,16 @@ Topology (``prefix`` defaults to ``brl``; rank ``r`` is 0-based)::
     wire k      netns {prefix}-w{k}   far ends of link k's two veths, ports "n{a}", "n{b}"
     slow        netns {prefix}-slow   far ends of every tailscale0, ports "n{r}"
 
+Link-local twins (``Lab(2, twins=True)``, the macOS Thunderbolt Bridge without a
+DHCP server): each node's ``thunderbolt0`` holds 169.254.4.(r+1)/16 and a second,
+slower-kind interface ``wifi0`` (kind "other", joined through wire namespace
+``{prefix}-t0``) holds 169.254.8.(r+1)/16; the subnet's preferred route is
+``wifi0``'s (``thunderbolt0``'s address has no prefix route; its route has metric
+100), so a reply nobody binds leaves by ``wifi0``; ``hostfile()`` lists the
+``wifi0`` addresses first.  Links can arrive in stages, as after a restart:
+``heal(node, address=False, carrier=False)`` creates the interface without its
+address and without carrier; ``heal(node)`` later finishes it.
+
 With 2 nodes there is one fast link (k = 0), and both nodes call it
 ``thunderbolt0`` (192.168.4.1 and 192.168.4.2).  With N >= 3 the fast links
 form a ring: link k joins rank k (its ``thunderbolt0``) to rank k+1 mod N (its
@@ -68,6 +78,8 @@ STATE_ROOT = Path("/run/boltring-lab")
 FORWARDER = Path(__file__).with_name("forwarder.py")
 FAST_IFS = ("thunderbolt0", "thunderbolt1")
 SLOW_IF = "tailscale0"
+TWIN_IF = "wifi0"
+TWIN_METRIC = 100
 SLOW_METRIC = 1000
 READY_TIMEOUT_S = 10.0
 LOCK_TIMEOUT_S = 60.0
@@ -85,14 +97,21 @@ class FastLink:
     b: int
     a_if: str
     b_if: str
+    twin: bool = False  # link-local addressing, with a wifi0 twin in the same subnet
 
     @property
     def subnet(self) -> str:
-        return f"192.168.{4 + self.index}.0/24"
+        return "169.254.0.0/16" if self.twin else f"192.168.{4 + self.index}.0/24"
+
+    @property
+    def prefixlen(self) -> int:
+        return 16 if self.twin else 24
 
     def addr(self, rank: int) -> str:
         if rank not in (self.a, self.b):
             raise ValueError(f"rank {rank} is not on fast link {self.index}")
+        if self.twin:
+            return f"169.254.4.{rank + 1}"
         return f"192.168.{4 + self.index}.{rank + 1}"
 
     def iface(self, rank: int) -> str:
@@ -114,9 +133,13 @@ class Lab:
     """
 
     def __init__(self, nodes: int = 2, prefix: str = "brl", slow_delay_ms: float = 20.0, *,
-                 state_root: str | Path | None = None, max_lifetime_s: float = 86400.0) -> None:
+                 state_root: str | Path | None = None, max_lifetime_s: float = 86400.0,
+                 twins: bool = False) -> None:
         if not 2 <= int(nodes) <= 4:
             raise ValueError(f"a lab has 2 to 4 nodes, not {nodes}")
+        if twins and int(nodes) != 2:
+            raise ValueError("a lab with link-local twins has 2 nodes")
+        self.twins = bool(twins)
         if not _PREFIX_RE.match(prefix):
             raise ValueError(f"lab prefix {prefix!r} must match {_PREFIX_RE.pattern} "
                              "(short: it is part of namespace names)")
@@ -141,7 +164,7 @@ class Lab:
             raise LabError(f"no lab {prefix!r} is up (no {probe.state_dir / 'state.json'}); "
                            "run `boltring lab up` first")
         return cls(state["nodes"], prefix, state["slow_delay_ms"], state_root=state_root,
-                   max_lifetime_s=state.get("max_lifetime_s", 86400.0))
+                   max_lifetime_s=state.get("max_lifetime_s", 86400.0), twins=state.get("twins", False))
 
     # --- names and addresses ---------------------------------------------------------------
 
@@ -156,15 +179,32 @@ class Lab:
     def slow_ns(self) -> str:
         return f"{self.prefix}-slow"
 
+    @property
+    def twin_ns(self) -> str:
+        return f"{self.prefix}-t0"
+
     def namespaces(self) -> list[str]:
         """Every namespace this lab owns, nodes first."""
         return ([self.ns(r) for r in range(self.nodes)]
-                + [self.wire_ns(fl.index) for fl in self.links()] + [self.slow_ns])
+                + [self.wire_ns(fl.index) for fl in self.links()] + [self.slow_ns]
+                + ([self.twin_ns] if self.twins else []))
+
+    def twin_addr(self, node: NodeRef) -> str:
+        """IPv4 address of ``node`` on ``wifi0`` (twins labs)."""
+        return f"169.254.8.{self._rank(node) + 1}"
+
+    def counters(self, node: NodeRef, iface: str) -> tuple[int, int]:
+        """(rx_bytes, tx_bytes) of ``iface`` in ``node``; (0, 0) when it is absent."""
+        cp = netns.ip(self.ns(node), "-s", "-j", "link", "show", "dev", iface, check=False)
+        if cp.returncode != 0 or not cp.stdout.strip():
+            return 0, 0
+        st = json.loads(cp.stdout)[0].get("stats64", {})
+        return int(st.get("rx", {}).get("bytes", 0)), int(st.get("tx", {}).get("bytes", 0))
 
     def links(self) -> list[FastLink]:
         """The fast links (one for 2 nodes, a ring of N for N >= 3)."""
         if self.nodes == 2:
-            return [FastLink(0, 0, 1, "thunderbolt0", "thunderbolt0")]
+            return [FastLink(0, 0, 1, "thunderbolt0", "thunderbolt0", self.twins)]
         return [FastLink(k, k, (k + 1) % self.nodes, "thunderbolt0", "thunderbolt1")
                 for k in range(self.nodes)]
 
@@ -202,6 +242,8 @@ class Lab:
             prev = (r - 1) % self.nodes
             fl = next(x for x in self.links() if {x.a, x.b} == {r, prev})
             entry = [f"{fl.addr(r)}:{port}"]
+            if self.twins:  # the slower twin first, as in the reported macOS case
+                entry.insert(0, f"{self.twin_addr(r)}:{port}")
             if slow:
                 entry.append(f"{self.slow_addr(r)}:{port}")
             out.append(entry)
@@ -276,7 +318,8 @@ class Lab:
                     f"{state['slow_delay_ms']} ms slow delay; run `boltring lab down` first")
             if state is None:
                 state = {"nodes": self.nodes, "slow_delay_ms": self.slow_delay_ms,
-                         "max_lifetime_s": self.max_lifetime_s, "broken": [], "degraded": {}}
+                         "max_lifetime_s": self.max_lifetime_s, "broken": [], "degraded": {},
+                         "twins": self.twins, "held": [], "bare": []}
                 self._write_state(state)
             t0 = time.monotonic()
             for name in self.namespaces():
@@ -290,15 +333,18 @@ class Lab:
                     "net.ipv4.conf.default.rp_filter": "0",
                 })
             self._up_slow()
+            if self.twins:
+                self._up_twins()
             for fl in self.links():
                 for rank, iface in fl.ends():
                     if [rank, iface] not in state["broken"]:
-                        self._ensure_fast_iface(fl, rank)
+                        self._ensure_fast_iface(fl, rank, address=[rank, iface] not in state.get("bare", []))
                 self._join(fl, state)
             for r in range(self.nodes):
                 for fl in self.links():
-                    netns.ip(self.ns(r), "route", "replace", fl.subnet, "dev", SLOW_IF,
-                             "metric", str(SLOW_METRIC))
+                    if not fl.twin:  # the twins' trap is wifi0's preferred route
+                        netns.ip(self.ns(r), "route", "replace", fl.subnet, "dev", SLOW_IF,
+                                 "metric", str(SLOW_METRIC))
             log.info("lab %s up: %d nodes, slow delay %.1f ms (%.2f s)", self.prefix,
                      self.nodes, self.slow_delay_ms, time.monotonic() - t0)
         return self
@@ -313,7 +359,7 @@ class Lab:
         with self._locked(remove=True):
             for rec in self.state_dir.glob("fwd-*.json"):
                 self._stop_forwarder(rec.name[4:-5])
-            pattern = re.compile(rf"^{re.escape(self.prefix)}-(n\d+|w\d+|slow)$")
+            pattern = re.compile(rf"^{re.escape(self.prefix)}-(n\d+|w\d+|t\d+|slow)$")
             names = sorted(n for n in netns.list_netns() if pattern.match(n))
             pids = sorted({p for n in names for p in netns.netns_pids(n)})
             if pids:
@@ -351,16 +397,26 @@ class Lab:
             self._join(fl, state)
         log.info("lab %s: broke %s on node %d (link %d)", self.prefix, link, r, fl.index)
 
-    def heal(self, node: NodeRef, link: str = "thunderbolt0") -> None:
-        """Restore ``node``'s fast interface ``link`` with its address, at full speed."""
+    def heal(self, node: NodeRef, link: str = "thunderbolt0", *, address: bool = True,
+             carrier: bool = True) -> None:
+        """Restore ``node``'s fast interface ``link`` with its address, at full speed.
+
+        In stages, as a link comes up after a restart: ``address=False`` creates the
+        interface without its address, ``carrier=False`` holds the link's wire down
+        (both ends see no carrier) until a ``heal`` with ``carrier=True``.
+        """
         r = self._rank(node)
         fl = self.fast_link(r, link)
         with self._locked():
             state = self._need_state()
             state["broken"] = [b for b in state["broken"] if b != [r, link]]
             state["degraded"].pop(str(fl.index), None)
+            bare = [b for b in state.get("bare", []) if b != [r, link]]
+            state["bare"] = bare + ([] if address else [[r, link]])
+            held = [k for k in state.get("held", []) if k != fl.index]
+            state["held"] = held + ([] if carrier else [fl.index])
             self._write_state(state)
-            self._ensure_fast_iface(fl, r)
+            self._ensure_fast_iface(fl, r, address=address)
             self._join(fl, state)
         log.info("lab %s: healed %s on node %d (link %d)", self.prefix, link, r, fl.index)
 
@@ -462,13 +518,36 @@ class Lab:
             self._start_forwarder("slow", self.slow_ns, [f"n{r}" for r in range(self.nodes)],
                                   self.slow_delay_ms, [self.ns(r) for r in range(self.nodes)])
 
-    def _ensure_fast_iface(self, fl: FastLink, rank: int) -> None:
+    def _ensure_fast_iface(self, fl: FastLink, rank: int, address: bool = True) -> None:
         node, iface, wire = self.ns(rank), fl.iface(rank), self.wire_ns(fl.index)
-        if iface not in netns.links(node):
+        have = netns.links(node)
+        if iface not in have:
             netns.ip(None, "link", "add", iface, "netns", node, "type", "veth",
                      "peer", "name", f"n{rank}", "netns", wire)
-            netns.ip(node, "addr", "add", f"{fl.addr(rank)}/24", "dev", iface)
+            have = {}
+        if address and f"{fl.addr(rank)}/{fl.prefixlen}" not in netns.ipv4_of(have.get(iface, {})):
+            if fl.twin:  # no prefix route: the subnet's preferred route stays wifi0's
+                netns.ip(node, "addr", "add", f"{fl.addr(rank)}/{fl.prefixlen}", "dev", iface, "noprefixroute")
+            else:
+                netns.ip(node, "addr", "add", f"{fl.addr(rank)}/{fl.prefixlen}", "dev", iface)
         netns.ip(node, "link", "set", "dev", iface, "up")
+        if address and fl.twin:
+            netns.ip(node, "route", "replace", fl.subnet, "dev", iface, "metric", str(TWIN_METRIC))
+
+    def _up_twins(self) -> None:
+        """wifi0 on each node, in the fast link's link-local subnet, joined in ``{prefix}-t0``."""
+        wire = self.twin_ns
+        for r in range(self.nodes):
+            node = self.ns(r)
+            if TWIN_IF not in netns.links(node):
+                netns.ip(None, "link", "add", TWIN_IF, "netns", node, "type", "veth",
+                         "peer", "name", f"n{r}", "netns", wire)
+                netns.ip(node, "addr", "add", f"{self.twin_addr(r)}/16", "dev", TWIN_IF)
+            netns.ip(node, "link", "set", "dev", TWIN_IF, "up")
+            netns.ip(wire, "link", "set", "dev", f"n{r}", "up")
+        for p, other in (("n0", "n1"), ("n1", "n0")):
+            if not netns.has_ingress_redirect(wire, p):
+                netns.set_ingress_redirect(wire, p, other)
 
     def _join(self, fl: FastLink, state: dict[str, Any]) -> None:
         """Make link ``fl``'s wire match ``state``: kernel join, delayed join, or no carrier."""
@@ -476,7 +555,7 @@ class Lab:
         ports = netns.links(wire)
         pa, pb = f"n{fl.a}", f"n{fl.b}"
         name = self._fwd_name(fl)
-        if pa in ports and pb in ports:
+        if pa in ports and pb in ports and fl.index not in state.get("held", []):
             for p in (pa, pb):
                 netns.ip(wire, "link", "set", "dev", p, "up")
             rtt = float(state["degraded"].get(str(fl.index), 0.0))
@@ -494,7 +573,8 @@ class Lab:
                     if not netns.has_ingress_redirect(wire, p):
                         netns.set_ingress_redirect(wire, p, other)
         else:
-            # One end is gone: nothing joins the wire and the survivor sees no carrier.
+            # One end is gone (or the link is held down): nothing joins the wire and the
+            # ends see no carrier.
             self._stop_forwarder(name)
             for p in (pa, pb):
                 if p in ports:
