@@ -172,7 +172,11 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
     p.resend.push_back(&f);
   }
   for (auto& f : frames_) {
-    if (f.link != l || f.ack) continue;
+    if (f.link != l) continue;
+    if (f.ack) {  // the ACKs planned before this RESUME: finish() plans them anew
+      f.done = true;
+      continue;
+    }
     if (!f.send) {
       if (!f.done) f.started = false;
       continue;

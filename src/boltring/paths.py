@@ -451,8 +451,10 @@ class PeerLink:
             restripe = (want is not None and want == path
                         and len(self.policy.stripes()) > len(self.chans.get(self.epoch, ())))
         current_broken = st["broken"] and st["staged"] == 0 and st["epoch"] == self.epoch
+        with self.lock:  # the probes say the path in use is down, though no transfer has failed yet
+            unhealthy = path is not None and path in self.policy.health and not self.policy.health[path].healthy
         if want is None:
-            if current_broken or self.epoch == 0:
+            if current_broken or unhealthy or self.epoch == 0:
                 self._no_path(st)
             return
         if want != path or current_broken or self._renew or restripe:
