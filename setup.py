@@ -62,7 +62,10 @@ class BuildExt(build_ext):
 
         out = Path(self.get_ext_fullpath(ext.name)).resolve()
         build = Path(self.build_temp).resolve() / ext.name
-        build.mkdir(parents=True, exist_ok=True)
+        # configure afresh: a cache from an earlier build points at that build's
+        # (since deleted) isolated environment: its cmake, ninja and MLX
+        shutil.rmtree(build, ignore_errors=True)
+        build.mkdir(parents=True)
         configure = ["cmake", "-S", str(ext.folder), "-B", str(build), f"-DPython_EXECUTABLE={sys.executable}",
                      f"-DBOLT_CSRC={ROOT / 'csrc'}", f"-DBOLTRING_OUTPUT_DIR={build / 'out'}",
                      "-DCMAKE_BUILD_TYPE=Release"]
