@@ -464,11 +464,15 @@ class PeerLink:
                 self.fatal = exc
                 fail_native(self.native, exc)
             except (BoltError, OSError) as exc:
-                with self.lock:
-                    self.policy.failed(want, self._why(exc, want))
-                    if self.want == want:
-                        self.want = None
-                self.decide()
+                self._path_refused(want, exc)
+
+    def _path_refused(self, want: Candidate, exc: BaseException) -> None:
+        """Dialing `want` failed: the policy hears of it and picks again."""
+        with self.lock:
+            self.policy.failed(want, self._why(exc, want))
+            if self.want == want:
+                self.want = None
+        self.decide()
 
     def _no_path(self, st: dict[str, Any]) -> None:
         """No path is wanted while the link needs one: is the peer gone, or is a
@@ -653,11 +657,7 @@ class PeerLink:
             except (AuthError, ConfigError):
                 raise
             except (BoltError, OSError) as exc:
-                with self.lock:
-                    self.policy.failed(want, self._why(exc, want))
-                    if self.want == want:
-                        self.want = None
-                self.decide()
+                self._path_refused(want, exc)
                 if time.monotonic() > deadline:
                     raise self._no_path_error() from exc
 
