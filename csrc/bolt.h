@@ -227,6 +227,9 @@ enum bolt_reduce_op { BOLT_SUM = 0, BOLT_MAX = 1, BOLT_MIN = 2 };
  * Returns 0, or BOLT_EDTYPE for a dtype/op pair that has no kernel. */
 int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count);
 
+/* Bytes per element of a wire dtype (8 for the 8-byte ones and C64). */
+size_t bolt_dtype_size(int dtype);
+
 /* bfloat16 -> float32, exactly (a bfloat16 is the top half of a float32). */
 void bolt_bf16_to_f32(float *dst, const void *src, size_t count);
 

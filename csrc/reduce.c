@@ -405,7 +405,7 @@ BOLT_KERNELS(avx512, __attribute__((target("avx512f,avx512bw,avx512vl"))))
 
 /* --------------------------------------------------------------- entry */
 
-static size_t elem_size(int dtype)
+size_t bolt_dtype_size(int dtype)
 {
     switch (dtype) {
     case BOLT_DT_BOOL: case BOLT_DT_U8: case BOLT_DT_I8:
@@ -440,7 +440,7 @@ int bolt_reduce(int op, int dtype, void *dst, const void *src, size_t count)
     /* Large runs: first bring dst to a 64-byte boundary, so that the vector
      * stores (and loads, when src is aligned alike) do not straddle cache
      * lines; that costs up to half the speed of a 64 MiB reduce. */
-    size = elem_size(dtype);
+    size = bolt_dtype_size(dtype);
     head = (size_t)((0u - (uintptr_t)dst) & 63u);
     if (count >= 1024 && head % size == 0 && head != 0) {
         head /= size;

@@ -158,14 +158,7 @@ void ring_all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dt,
 
 }  // namespace
 
-size_t item_size(int dtype) {
-  switch (dtype) {
-    case BOLT_DT_BOOL: case BOLT_DT_U8: case BOLT_DT_I8: return 1;
-    case BOLT_DT_U16: case BOLT_DT_I16: case BOLT_DT_F16: case BOLT_DT_BF16: return 2;
-    case BOLT_DT_U32: case BOLT_DT_I32: case BOLT_DT_F32: return 4;
-    default: return 8;
-  }
-}
+size_t item_size(int dtype) { return bolt_dtype_size(dtype); }
 
 Link* Ctx::link(int peer) const {
   auto it = links.find(peer);

@@ -107,7 +107,7 @@ std::optional<Failure> BoltGroup::failure() {
   return fatal_;
 }
 
-GroupStats BoltGroup::stats() { return GroupStats{ops_.load(), waiting_ns_.load()}; }
+GroupStats BoltGroup::stats() { return GroupStats{ops_.load()}; }
 
 void BoltGroup::check() {
   std::lock_guard<std::mutex> lk(mu_);
@@ -172,7 +172,6 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
   c.size = size_;
   for (auto& [p, l] : links_) c.links[p] = l.get();
   lk.unlock();
-  waiting_ns_ += static_cast<uint64_t>(bolt_now_ns() - t0);
   c.scratch = &scratch_;
   c.deadline_ns = deadline;
   c.wake_fd = wake_[0];

@@ -29,7 +29,6 @@ namespace mx = mlx::core;
 
 struct GroupStats {
   uint64_t ops;
-  uint64_t waiting_ns;  // time tasks spent waiting for their turn
 };
 
 class BoltGroup : public mx::distributed::detail::GroupImpl,
@@ -80,7 +79,7 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   bool closed_ = false;
   bool running_ = false;  // a task is moving bytes (close() waits for it)
   Scratch scratch_;
-  std::atomic<uint64_t> ops_{0}, waiting_ns_{0};
+  std::atomic<uint64_t> ops_{0};
 };
 
 // Set from a SIGINT handler (module.cpp): the running collective stops.  The

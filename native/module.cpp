@@ -11,7 +11,6 @@
 #include <cstring>
 
 #include "mlx/distributed/distributed.h"
-#include "mlx/version.h"
 
 #include "group.hpp"
 
@@ -170,7 +169,6 @@ NB_MODULE(_native, m) {
         auto s = g.stats();
         nb::dict d;
         d["ops"] = s.ops;
-        d["waiting_ns"] = s.waiting_ns;
         return d;
       });
 
@@ -183,14 +181,8 @@ NB_MODULE(_native, m) {
         return nb::make_tuple(inst, impl);
       }, "cls"_a, "rank"_a, "size"_a, "timeout_s"_a,
       "A new group: (an instance of `cls`, which must subclass mx.distributed.Group, its Native).");
-  m.def("native_of", [](const mlx::core::distributed::Group& g) {
-        return std::dynamic_pointer_cast<BoltGroup>(g.raw_group());
-      }, "group"_a, "The Native behind an MLX group, or None when it is not boltring's.");
   m.def("install_sigint", &install_sigint,
         "Put a C-level SIGINT handler in front of Python's, so Ctrl-C stops a running collective.");
   m.def("shares_types", [](const mlx::core::array& a) { return a.size() == 1; }, "probe"_a,
         "True when an mx.array from mlx.core converts here: the two modules share nanobind's internals.");
-  m.def("mlx_runtime_version", []() { return std::string(mlx::core::version()); });
-  m.attr("FAIL") = nb::make_tuple(0, "PeerLost", "PeerClosed", "LinkDown", "Timeout", "ProtocolError",
-                                  "ConfigError", "AuthError", "Interrupted");
 }

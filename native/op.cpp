@@ -38,6 +38,23 @@ uint64_t get64(const uint8_t* p) {
   return v;
 }
 
+// A transfer on `l` failed with `rc` at `op`: a broken path waits for the next epoch
+// (the caller goes on); a lie or a GOODBYE ends the operation, and a lie the link.
+void path_failed(Link* l, int rc, const bolt_op& op, const std::string& during) {
+  switch (classify(rc)) {
+    case Verdict::Protocol: {
+      Failure f(Fail::Protocol, l->where() + ": " + during + describe(rc, op), rc);
+      l->fail(f.kind, f.text());
+      throw f;
+    }
+    case Verdict::Goodbye:
+      throw Failure(Fail::PeerClosed, l->where() + ": the peer said GOODBYE", rc);
+    case Verdict::PathBroken:
+      l->broke(l->where() + ": " + during + describe(rc, op));
+      return;
+  }
+}
+
 void drain(int fd) {
   char buf[64];
   while (fd >= 0 && ::read(fd, buf, sizeof buf) > 0) {
@@ -141,8 +158,7 @@ void Op::completed(Frame& f) {
   }
 }
 
-void Op::fill_state(Link* l, const std::vector<Frame*>& current, uint64_t epoch, uint8_t* out) {
-  (void)current;
+void Op::fill_state(Link* l, uint64_t epoch, uint8_t* out) {
   uint64_t frontier = l->recv_next;
   for (auto& f : frames_)
     if (f.link == l && !f.send && !f.ack && !f.done) frontier = std::min(frontier, f.seq);
@@ -228,7 +244,7 @@ void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& curre
     Resume& r = rs.emplace_back();
     r.l = l;
     r.epoch = epoch;
-    fill_state(l, current, r.epoch, r.mine);
+    fill_state(l, r.epoch, r.mine);
     bolt_op_send(&r.ops[0], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.mine, kResumeBytes, 0);
     bolt_op_recv(&r.ops[1], l->control_fd(), BOLT_KIND_RESUME, BOLT_DT_RAW, r.epoch, r.theirs, kResumeBytes, 1);
   }
@@ -260,19 +276,8 @@ void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& curre
       throw Failure(Fail::Timeout, (rs.empty() ? std::string("a link") : rs[0].l->where()) +
                                        ": the deadline passed while resuming on a new path");
     if (bad == nullptr) throw Failure(Fail::PeerLost, "RESUME failed: " + describe(rc), rc);
-    switch (classify(rc)) {
-      case Verdict::Protocol: {
-        Failure f(Fail::Protocol, bad->where() + ": RESUME: " + describe(rc, ops[static_cast<size_t>(failed)]), rc);
-        bad->fail(f.kind, f.text());
-        throw f;
-      }
-      case Verdict::Goodbye:
-        throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
-      case Verdict::PathBroken:
-        bad->broke(bad->where() + ": RESUME: " + describe(rc, ops[static_cast<size_t>(failed)]));
-        rs.erase(std::find_if(rs.begin(), rs.end(), [&](const Resume& r) { return r.l == bad; }));
-        break;
-    }
+    path_failed(bad, rc, ops[static_cast<size_t>(failed)], "RESUME: ");
+    rs.erase(std::find_if(rs.begin(), rs.end(), [&](const Resume& r) { return r.l == bad; }));
   }
 }
 
@@ -363,19 +368,7 @@ void Op::step(const std::vector<Frame*>& frames) {
       throw Failure(Fail::Timeout, "the operation's deadline passed (" +
                                        (failed >= 0 ? run[failed]->link->where() : std::string("no link")) + ")");
     if (failed < 0) throw Failure(Fail::PeerLost, "transfer failed: " + describe(rc), rc);
-    Link* bad = run[failed]->link;
-    switch (classify(rc)) {
-      case Verdict::Protocol: {
-        Failure f(Fail::Protocol, bad->where() + ": " + describe(rc, ops[static_cast<size_t>(failed)]), rc);
-        bad->fail(f.kind, f.text());
-        throw f;
-      }
-      case Verdict::Goodbye:
-        throw Failure(Fail::PeerClosed, bad->where() + ": the peer said GOODBYE", rc);
-      case Verdict::PathBroken:
-        bad->broke(bad->where() + ": " + describe(rc, ops[static_cast<size_t>(failed)]));
-        break;
-    }
+    path_failed(run[failed]->link, rc, ops[static_cast<size_t>(failed)], "");
   }
   for (Link* l : links) l->recv_frontier = l->recv_next;
 }

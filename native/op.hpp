@@ -86,7 +86,7 @@ class Op {
   void ready(const std::vector<Link*>& links, const std::vector<Frame*>& current);
   void adopt(const std::vector<Link*>& links, const std::vector<Frame*>& current);
   void reconcile(Link* l, const uint8_t* peer_state, const std::vector<Frame*>& current);
-  void fill_state(Link* l, const std::vector<Frame*>& current, uint64_t epoch, uint8_t* out);
+  void fill_state(Link* l, uint64_t epoch, uint8_t* out);
   void completed(Frame& f);
   void check_interrupt();
 

@@ -31,9 +31,7 @@ except TypeError as exc:
                       f"internals (built with another nanobind ABI); {REBUILD}") from exc
 
 make_group = _native.make_group
-native_of = _native.native_of
 install_sigint = _native.install_sigint
 Link = _native.Link
-Native = _native.Native
 
-__all__ = ["Link", "Native", "REBUILD", "install_sigint", "make_group", "native_of"]
+__all__ = ["Link", "REBUILD", "install_sigint", "make_group"]
