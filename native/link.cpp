@@ -46,6 +46,17 @@ void Link::fail(Fail kind, const std::string& why) {
   wake(wake_fd_);
 }
 
+void Link::peer_left(Fail kind, const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!left_) left_.emplace(kind, why);
+    if (!broken_) return;
+    if (!fatal_) fatal_ = left_;
+    bump();
+  }
+  wake(wake_fd_);
+}
+
 void Link::close() {
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -75,6 +86,7 @@ void Link::broke(const std::string& why) {
   std::lock_guard<std::mutex> lk(mu_);
   broken_ = true;
   broken_why_ = why;
+  if (left_ && !fatal_) fatal_ = left_;  // no new path is coming from a peer that left
   bump();
 }
 

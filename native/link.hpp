@@ -64,6 +64,10 @@ class Link {
   // The link cannot be repaired (the peer is gone, a secret mismatch, no path):
   // every wait on it ends with this failure.
   void fail(Fail kind, const std::string& why);
+  // The peer closed its group (a GOODBYE on a probe connection).  Its data path
+  // still holds every frame it sent, then its own GOODBYE, so an operation reading
+  // it ends by itself; only a link that is broken (or breaks later) fails with this.
+  void peer_left(Fail kind, const std::string& why);
   // Wait (GIL released by the caller) until the state's version passes `seen`.
   LinkState changed(uint64_t seen, double timeout_s);
   LinkState state();
@@ -118,6 +122,7 @@ class Link {
   std::optional<Staged> staged_;
   std::string where_;
   std::optional<Failure> fatal_;
+  std::optional<Failure> left_;  // peer_left before the path broke
   bool closed_ = false;
   std::string broken_why_;
   uint64_t retired_below_ = 0;

@@ -140,6 +140,8 @@ NB_MODULE(_native, m) {
            "Hand over ready connections (stripe 0 first) for `epoch`; `where` names the path in errors.")
       .def("fail", [](Link& l, int kind, const std::string& why) { l.fail(static_cast<Fail>(kind), why); },
            "kind"_a, "why"_a, "The link cannot be repaired: every wait on it raises this.")
+      .def("peer_left", [](Link& l, int kind, const std::string& why) { l.peer_left(static_cast<Fail>(kind), why); },
+           "kind"_a, "why"_a, "The peer closed its group: fail now if the path is broken, else when it breaks.")
       .def("changed", [](Link& l, uint64_t seen, double timeout_s) {
              LinkState s;
              {

@@ -37,6 +37,14 @@ RANK = textwrap.dedent(
         elif plan == "loop":
             while True:
                 mx.eval(g.all_sum(x))
+        elif plan == "send_close":
+            mx.eval(g.send(x * 7, 1 - rank))
+            g.close()
+        elif plan == "late_recv":
+            time.sleep(1.5)  # the peer has sent, closed and said GOODBYE on every connection
+            y = g.recv_like(x, 1 - rank)
+            print("received", y.sum().item() / x.size, flush=True)
+            mx.eval(g.recv_like(x, 1 - rank))  # nothing more comes: PeerClosed
         print("done", flush=True)
     except boltring.BoltError as e:
         print("error", type(e).__name__, round(time.monotonic() - t0, 2), e, flush=True)
@@ -87,6 +95,19 @@ def test_close_says_goodbye_and_the_peer_raises_peer_closed_at_once(tmp_path, pr
     read_until(procs[1], "done")
     line = read_until(procs[0], "error")
     assert line[1] == "PeerClosed"
+
+
+@pytest.mark.parametrize("sender", [0, 1])
+def test_frames_sent_before_a_goodbye_are_still_received(tmp_path, procs, sender):
+    # a peer that sent, then closed its group: its GOODBYE (seen first on the probe
+    # connections) must not throw away what it sent before it
+    path = hostfile(tmp_path)
+    procs += [start(path, r, "send_close" if r == sender else "late_recv") for r in range(2)]
+    read_until(procs[sender], "done")
+    receiver = procs[1 - sender]
+    line = read_until(receiver, "received")
+    assert float(line[1]) == 7 * (sender + 1)  # the sender's x * 7, x = rank + 1
+    assert read_until(receiver, "error")[1] == "PeerClosed"
 
 
 def test_sigterm_says_goodbye(tmp_path, procs):
