@@ -119,6 +119,22 @@ void Link::check() {
   if (closed_) throw Failure(Fail::PeerClosed, "rank " + std::to_string(me_) + ": the group is closed");
 }
 
+void Link::check_left(int64_t now_ns) {
+  std::optional<Failure> left;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    left = left_;
+  }
+  if (!left) return;
+  uint64_t got = bytes_received.load();
+  if (left_quiet_since_ == 0 || got != left_bytes_) {
+    left_quiet_since_ = now_ns;
+    left_bytes_ = got;
+  } else if (now_ns - left_quiet_since_ >= kLeftGraceNs) {
+    throw *left;
+  }
+}
+
 bool Link::wait_for_epoch(int64_t until_ns) {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {

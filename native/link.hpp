@@ -64,9 +64,10 @@ class Link {
   // The link cannot be repaired (the peer is gone, a secret mismatch, no path):
   // every wait on it ends with this failure.
   void fail(Fail kind, const std::string& why);
-  // The peer closed its group (a GOODBYE on a probe connection).  Its data path
-  // still holds every frame it sent, then its own GOODBYE, so an operation reading
-  // it ends by itself; only a link that is broken (or breaks later) fails with this.
+  // The peer closed its group (a GOODBYE on a probe connection).  A live data path
+  // still brings every frame it sent, then its own GOODBYE: the link fails with this
+  // at once only if its path is broken (or when it breaks), else once an operation
+  // has waited kLeftGraceNs on it with nothing arriving (a path gone silent).
   void peer_left(Fail kind, const std::string& why);
   // Wait (GIL released by the caller) until the state's version passes `seen`.
   LinkState changed(uint64_t seen, double timeout_s);
@@ -93,6 +94,10 @@ class Link {
   bool wait_for_epoch(int64_t until_ns);
   std::string broken_why();
   void check();  // throw the stored failure, or PeerClosed once closed
+  // An operation waits on this link: throw peer_left's failure once nothing has
+  // arrived for kLeftGraceNs since the peer left.
+  void check_left(int64_t now_ns);
+  static constexpr int64_t kLeftGraceNs = 500'000'000;
   bool has_staged();
   std::string where() const;
 
@@ -123,6 +128,8 @@ class Link {
   std::string where_;
   std::optional<Failure> fatal_;
   std::optional<Failure> left_;  // peer_left before the path broke
+  int64_t left_quiet_since_ = 0;  // op thread: since when nothing arrived after peer_left
+  uint64_t left_bytes_ = 0;
   bool closed_ = false;
   std::string broken_why_;
   uint64_t retired_below_ = 0;

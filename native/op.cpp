@@ -362,6 +362,9 @@ void Op::step(const std::vector<Frame*>& frames) {
     if (rc == BOLT_ESLICE || rc == BOLT_EWAKE) {
       drain(wake_fd_);
       check_interrupt();
+      int64_t now = bolt_now_ns();
+      for (Frame* f : run)
+        if (!f->done) f->link->check_left(now);
       continue;
     }
     if (rc == -ETIMEDOUT && bolt_now_ns() >= deadline_ns_)

@@ -117,8 +117,8 @@ def reason_of(exc: BaseException) -> str:
 def fail_native(native: Any, exc: BaseException) -> None:
     """End a native link with `exc`'s kind: the operation waiting on it raises it.
     A peer that closed on purpose (PeerClosed) sent everything it owed before its
-    GOODBYE: the link fails only once its path is broken, so an operation still
-    reading the peer's last frames completes."""
+    GOODBYE: an operation still reading its last frames completes, and the link
+    fails once its path is broken or goes quiet (native ``Link.peer_left``)."""
     kind = next((code for cls, code in _FAIL.items() if isinstance(exc, cls)), _FAIL[PeerLost])
     if isinstance(exc, PeerClosed):
         native.peer_left(kind, str(exc))
