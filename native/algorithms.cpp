@@ -19,24 +19,30 @@ constexpr uint64_t kMaxPieces = 8;
 
 using Range = std::pair<uint64_t, uint64_t>;
 
-std::vector<Range> bounds(uint64_t n, uint64_t parts) {
-  std::vector<Range> out;
-  uint64_t q = n / parts, r = n % parts, start = 0;
-  for (uint64_t i = 0; i < parts; i++) {
-    uint64_t end = start + q + (i < r ? 1 : 0);
-    out.emplace_back(start, end);
-    start = end;
-  }
-  return out;
+// Part `i` of `n` things cut into `parts` nearly equal parts (the first n % parts
+// one longer): both ends cut a buffer the same way.
+Range part(uint64_t n, uint64_t parts, uint64_t i) {
+  uint64_t q = n / parts, r = n % parts;
+  uint64_t start = i * q + std::min(i, r);
+  return {start, start + q + (i < r ? 1 : 0)};
 }
 
-// Byte ranges cutting `nbytes` into frames of about kPiece bytes, on element
-// boundaries: both ends cut a buffer the same way.
-std::vector<Range> pieces(uint64_t nbytes, size_t item) {
-  uint64_t parts = std::max<uint64_t>(1, std::min(kMaxPieces, nbytes / kPiece));
-  std::vector<Range> out;
-  for (auto [a, b] : bounds(nbytes / item, parts)) out.emplace_back(a * item, b * item);
-  return out;
+// Byte ranges cutting `nbytes` into frames of about kPiece bytes, on element boundaries.
+struct Pieces {
+  Range r[kMaxPieces];
+  uint64_t n = 0;
+  const Range* begin() const { return r; }
+  const Range* end() const { return r + n; }
+};
+
+Pieces pieces(uint64_t nbytes, size_t item) {
+  Pieces p;
+  p.n = std::max<uint64_t>(1, std::min(kMaxPieces, nbytes / kPiece));
+  for (uint64_t i = 0; i < p.n; i++) {
+    auto [a, b] = part(nbytes / item, p.n, i);
+    p.r[i] = {a * item, b * item};
+  }
+  return p;
 }
 
 // Whether a (op) b and b (op) a can differ in their bits (MLX's rules: which
@@ -55,21 +61,19 @@ void reduce_into(Frame* r, int op, int dtype, char* dst, const char* src, size_t
 }
 
 Op make_op(Ctx& c, uint64_t nbytes, bool matched = true) {
-  return Op(nbytes, matched, c.deadline_ns, c.wake_fd, c.interrupted);
+  return Op(*c.arena, nbytes, matched, c.deadline_ns, c.wake_fd, c.interrupted);
 }
 
-void add_sends(Op& op, std::vector<Frame*>& fs, Link* l, const char* buf, uint64_t len, int dt) {
-  for (auto [a, b] : pieces(len, item_size(dt))) fs.push_back(op.send(l, buf + a, b - a, static_cast<uint8_t>(dt)));
+void add_sends(Op& op, Link* l, const char* buf, uint64_t len, int dt) {
+  for (auto [a, b] : pieces(len, item_size(dt))) op.send(l, buf + a, b - a, static_cast<uint8_t>(dt));
 }
 
 // Receive `len` bytes into `buf`; with `dst`, reduce each piece into it as it lands.
-void add_recvs(Op& op, std::vector<Frame*>& fs, Link* l, char* buf, uint64_t len, int dt, int rop = -1,
-               char* dst = nullptr) {
+void add_recvs(Op& op, Link* l, char* buf, uint64_t len, int dt, int rop = -1, char* dst = nullptr) {
   size_t item = item_size(dt);
   for (auto [a, b] : pieces(len, item)) {
     Frame* r = op.recv(l, buf + a, b - a, static_cast<uint8_t>(dt));
     if (dst != nullptr) reduce_into(r, rop, dt, dst + a, buf + a, item);
-    fs.push_back(r);
   }
 }
 
@@ -80,7 +84,6 @@ void pair_all_reduce(Ctx& c, const char* in, char* out, uint64_t n, int dt, int 
   const size_t item = item_size(dt);
   char* scratch = (same || (c.rank == 0 && order)) ? Scratch::at_least(c.scratch->a, n) : nullptr;
   if (c.rank == 0 && order && !same) std::memcpy(out, in, n);  // out = x0, then x0 (op) x1
-  std::vector<Frame*> fs;
   for (auto [a, b] : pieces(n, item)) {
     uint64_t len = b - a;
     Frame* s = op.send(l, in + a, len, static_cast<uint8_t>(dt));
@@ -106,10 +109,8 @@ void pair_all_reduce(Ctx& c, const char* in, char* out, uint64_t n, int dt, int 
       s->rewritten_by = r;
       r->waits_for = s;
     }
-    fs.push_back(s);
-    fs.push_back(r);
   }
-  op.step(fs);
+  op.step();
   op.finish();
 }
 
@@ -120,42 +121,43 @@ void ring_all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dt,
   char* acc = Scratch::at_least(c.scratch->a, nbytes);
   std::memcpy(acc, in, nbytes);
   const uint64_t count = nbytes / item, half = count / 2;
-  std::vector<Range> chunks[2];
-  for (auto [a, b] : bounds(half, n)) chunks[0].emplace_back(a * item, b * item);
-  for (auto [a, b] : bounds(count - half, n)) chunks[1].emplace_back((half + a) * item, (half + b) * item);
-  uint64_t widest = 0;
-  for (auto& d : chunks)
-    for (auto [a, b] : d) widest = std::max(widest, b - a);
+  // chunk i of direction 0 (the first half of the buffer, travelling right) or 1
+  auto at = [&](int d, int i) {
+    uint64_t k = static_cast<uint64_t>(((i % n) + n) % n);
+    const uint64_t parts = static_cast<uint64_t>(n);
+    auto [a, b] = d == 0 ? part(half, parts, k) : part(count - half, parts, k);
+    uint64_t base = d == 0 ? 0 : half;
+    return Range{(base + a) * item, (base + b) * item};
+  };
+  const uint64_t parts = static_cast<uint64_t>(n);
+  const uint64_t widest = (count - half + parts - 1) / parts * item;  // chunk 0 of direction 1 is the longest
   char* tmp = Scratch::at_least(c.scratch->b, 2 * widest);
-  auto at = [&](int d, int i) { return chunks[d][static_cast<size_t>(((i % n) + n) % n)]; };
   Op op = make_op(c, nbytes);
   for (int s = 0; s < n - 1; s++) {  // reduce-scatter, reduced into acc as pieces land
-    std::vector<Frame*> fs;
     auto [a0, b0] = at(0, r - s);
     auto [i0, j0] = at(0, r - s - 1);
     auto [a1, b1] = at(1, r + s);
     auto [i1, j1] = at(1, r + s + 1);
-    add_sends(op, fs, right, acc + a0, b0 - a0, dt);
-    add_recvs(op, fs, left, tmp, j0 - i0, dt, rop, acc + i0);
-    add_sends(op, fs, left, acc + a1, b1 - a1, dt);
-    add_recvs(op, fs, right, tmp + widest, j1 - i1, dt, rop, acc + i1);
-    op.step(fs);
+    add_sends(op, right, acc + a0, b0 - a0, dt);
+    add_recvs(op, left, tmp, j0 - i0, dt, rop, acc + i0);
+    add_sends(op, left, acc + a1, b1 - a1, dt);
+    add_recvs(op, right, tmp + widest, j1 - i1, dt, rop, acc + i1);
+    op.step();
   }
   for (auto [d, own] : {std::pair{0, r + 1}, std::pair{1, r - 1}}) {  // fully reduced here
     auto [a, b] = at(d, own);
     std::memcpy(out + a, acc + a, b - a);
   }
   for (int s = 0; s < n - 1; s++) {  // all-gather
-    std::vector<Frame*> fs;
     auto [a0, b0] = at(0, r + 1 - s);
     auto [i0, j0] = at(0, r - s);
     auto [a1, b1] = at(1, r - 1 + s);
     auto [i1, j1] = at(1, r + s);
-    add_sends(op, fs, right, out + a0, b0 - a0, dt);
-    add_recvs(op, fs, left, out + i0, j0 - i0, dt);
-    add_sends(op, fs, left, out + a1, b1 - a1, dt);
-    add_recvs(op, fs, right, out + i1, j1 - i1, dt);
-    op.step(fs);
+    add_sends(op, right, out + a0, b0 - a0, dt);
+    add_recvs(op, left, out + i0, j0 - i0, dt);
+    add_sends(op, left, out + a1, b1 - a1, dt);
+    add_recvs(op, right, out + i1, j1 - i1, dt);
+    op.step();
   }
   op.finish();
 }
@@ -182,8 +184,8 @@ void prefer_huge_pages(char* out, uint64_t n) {
 size_t item_size(int dtype) { return bolt_dtype_size(dtype); }
 
 Link* Ctx::link(int peer) const {
-  auto it = links.find(peer);
-  if (it == links.end())
+  auto it = links->find(peer);
+  if (it == links->end())
     throw Failure(Fail::Config, "rank " + std::to_string(peer) + " is not a ring neighbour of rank " +
                                     std::to_string(rank) + "; boltring connects ring neighbours");
   return it->second;
@@ -210,10 +212,9 @@ void all_gather(Ctx& c, const char* in, char* out, uint64_t blk, int dt) {
   auto block = [&](int i) { return out + static_cast<uint64_t>(((i % n) + n) % n) * blk; };
   Op op = make_op(c, blk);
   for (int s = 0; s < n - 1; s++) {
-    std::vector<Frame*> fs;
-    add_sends(op, fs, right, block(r - s), blk, dt);
-    add_recvs(op, fs, left, block(r - s - 1), blk, dt);
-    op.step(fs);
+    add_sends(op, right, block(r - s), blk, dt);
+    add_recvs(op, left, block(r - s - 1), blk, dt);
+    op.step();
   }
   op.finish();
 }
@@ -233,20 +234,18 @@ void sum_scatter(Ctx& c, const char* in, char* out, uint64_t in_nbytes, int dt) 
   }
   Link* l = c.link(1 - r);
   Op op = make_op(c, in_nbytes);
-  std::vector<Frame*> fs;
-  add_sends(op, fs, l, in + static_cast<uint64_t>(1 - r) * blk, blk, dt);
+  add_sends(op, l, in + static_cast<uint64_t>(1 - r) * blk, blk, dt);
   if (r == 0) {  // out = x0's rows, then x0 (+) x1
     std::memcpy(out, in, blk);
-    add_recvs(op, fs, l, Scratch::at_least(c.scratch->a, blk), blk, dt, BOLT_SUM, out);
+    add_recvs(op, l, Scratch::at_least(c.scratch->a, blk), blk, dt, BOLT_SUM, out);
   } else {  // x0's rows land in out: out (+)= x1's rows
     size_t item = item_size(dt);
     for (auto [a, b] : pieces(blk, item)) {
       Frame* f = op.recv(l, out + a, b - a, static_cast<uint8_t>(dt));
       reduce_into(f, BOLT_SUM, dt, out + a, in + blk + a, item);
-      fs.push_back(f);
     }
   }
-  op.step(fs);
+  op.step();
   op.finish();
 }
 
@@ -254,10 +253,8 @@ void send(Ctx& c, const char* in, uint64_t nbytes, int dt, int dst, std::shared_
   Link* l = c.link(dst);
   if (nbytes == 0) return;
   Op op = make_op(c, nbytes, false);
-  std::vector<Frame*> fs;
-  for (auto [a, b] : pieces(nbytes, item_size(dt)))
-    fs.push_back(op.send(l, in + a, b - a, static_cast<uint8_t>(dt), hold));
-  op.step(fs);
+  for (auto [a, b] : pieces(nbytes, item_size(dt))) op.send(l, in + a, b - a, static_cast<uint8_t>(dt), hold);
+  op.step();
   op.finish();
 }
 
@@ -266,9 +263,8 @@ void recv(Ctx& c, char* out, uint64_t nbytes, int dt, int src) {
   if (nbytes == 0) return;
   prefer_huge_pages(out, nbytes);
   Op op = make_op(c, nbytes, false);
-  std::vector<Frame*> fs;
-  add_recvs(op, fs, l, out, nbytes, dt);
-  op.step(fs);
+  add_recvs(op, l, out, nbytes, dt);
+  op.step();
   op.finish();
 }
 

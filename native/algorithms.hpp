@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "link.hpp"
+#include "op.hpp"
 
 namespace boltring {
 
@@ -31,8 +32,9 @@ struct Scratch {
 
 struct Ctx {
   int rank = 0, size = 1;
-  std::map<int, Link*> links;  // ring neighbours by rank
+  const std::map<int, Link*>* links = nullptr;  // ring neighbours by rank
   Scratch* scratch = nullptr;
+  Arena* arena = nullptr;
   int64_t deadline_ns = 0;
   int wake_fd = -1;
   const std::atomic<bool>* interrupted = nullptr;

@@ -75,6 +75,7 @@ std::shared_ptr<Link> BoltGroup::add_link(int peer) {
   std::lock_guard<std::mutex> lk(mu_);
   auto& l = links_[peer];
   if (!l) l = std::make_shared<Link>(rank_, peer, wake_[1]);
+  neighbours_[peer] = l.get();
   return l;
 }
 
@@ -170,9 +171,10 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
   Ctx c;
   c.rank = rank_;
   c.size = size_;
-  for (auto& [p, l] : links_) c.links[p] = l.get();
+  c.links = &neighbours_;
   lk.unlock();
   c.scratch = &scratch_;
+  c.arena = &arena_;
   c.deadline_ns = deadline;
   c.wake_fd = wake_[0];
   c.interrupted = &g_interrupted;

@@ -75,10 +75,12 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   std::condition_variable turn_cv_;
   uint64_t next_ticket_ = 0, turn_ = 0;
   std::map<int, std::shared_ptr<Link>> links_;
+  std::map<int, Link*> neighbours_;  // the same links for the op thread (links are added at formation)
   std::optional<Failure> fatal_;
   bool closed_ = false;
   bool running_ = false;  // a task is moving bytes (close() waits for it)
   Scratch scratch_;
+  Arena arena_;
   std::atomic<uint64_t> ops_{0};
 };
 

@@ -63,27 +63,49 @@ void drain(int fd) {
 
 }  // namespace
 
-Op::Op(uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted)
-    : small_(nbytes <= kCopyLimit),
+Op::Op(Arena& arena, uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd,
+       const std::atomic<bool>* interrupted)
+    : a_(arena),
+      small_(nbytes <= kCopyLimit),
       matched_(matched),
       deadline_ns_(deadline_ns),
       wake_fd_(wake_fd),
-      interrupted_(interrupted) {}
+      interrupted_(interrupted) {
+  if (a_.busy) throw Failure(Fail::Config, "two operations of one group at once");
+  a_.busy = true;
+}
 
-Op::PerLink& Op::per(Link* l) {
-  auto it = per_.find(l);
-  if (it == per_.end()) {
-    PerLink p;
-    p.first_send = l->send_next;
-    p.first_recv = l->recv_next;
-    it = per_.emplace(l, p).first;
-  }
-  return it->second;
+Op::~Op() {
+  a_.used = a_.links_used = 0;
+  a_.batch.clear();
+  a_.busy = false;
+}
+
+Frame& Op::new_frame() {
+  if (a_.used == a_.frames.size()) a_.frames.emplace_back();
+  Frame& f = a_.frames[a_.used++];
+  f = Frame{};
+  return f;
+}
+
+OpLink& Op::per(Link* l) {
+  for (size_t i = 0; i < a_.links_used; i++)
+    if (a_.links[i].link == l) return a_.links[i];
+  if (a_.links_used == a_.links.size()) a_.links.emplace_back();
+  OpLink& p = a_.links[a_.links_used++];
+  std::vector<Frame*> resend = std::move(p.resend);  // keeps its capacity
+  resend.clear();
+  p = OpLink{};
+  p.resend = std::move(resend);
+  p.link = l;
+  p.first_send = l->send_next;
+  p.first_recv = l->recv_next;
+  return p;
 }
 
 Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype, std::shared_ptr<const void> hold) {
-  PerLink& p = per(l);
-  Frame& f = frames_.emplace_back();
+  OpLink& p = per(l);
+  Frame& f = new_frame();
   f.link = l;
   f.send = true;
   f.len = len;
@@ -98,18 +120,20 @@ Frame* Op::send(Link* l, const char* buf, uint64_t len, uint8_t dtype, std::shar
   else
     f.buf = const_cast<char*>(buf);
   p.sent_any = true;
+  a_.batch.push_back(&f);
   return &f;
 }
 
 Frame* Op::recv(Link* l, char* buf, uint64_t len, uint8_t dtype) {
-  PerLink& p = per(l);
-  Frame& f = frames_.emplace_back();
+  OpLink& p = per(l);
+  Frame& f = new_frame();
   f.link = l;
   f.buf = buf;
   f.len = len;
   f.dtype = dtype;
   f.seq = l->recv_next++;
   p.recv_any = true;
+  a_.batch.push_back(&f);
   return &f;
 }
 
@@ -145,7 +169,7 @@ void Op::completed(Frame& f) {
     if (!f.send) l->peer_reached(f.op.got.seq);
     return;
   }
-  PerLink& p = per(l);
+  OpLink& p = per(l);
   if (f.send) {
     l->bytes_sent += f.len;
     l->frames_sent++;
@@ -160,14 +184,16 @@ void Op::completed(Frame& f) {
 
 void Op::fill_state(Link* l, uint64_t epoch, uint8_t* out) {
   uint64_t frontier = l->recv_next;
-  for (auto& f : frames_)
+  each_frame([&](Frame& f) {
     if (f.link == l && !f.send && !f.ack && !f.done) frontier = std::min(frontier, f.seq);
+  });
   std::memset(out, 0, kResumeBytes);
   put64(out, epoch);
   put64(out + 8, frontier);
-  for (auto& f : frames_)
+  each_frame([&](Frame& f) {
     if (f.link == l && !f.send && !f.ack && f.done && f.seq >= frontier && f.seq - frontier < kBitmap)
       out[16 + (f.seq - frontier) / 8] |= static_cast<uint8_t>(1u << ((f.seq - frontier) % 8));
+  });
 }
 
 void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& current) {
@@ -180,7 +206,7 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
   if (pf > l->send_next)
     throw Failure(Fail::PeerLost, l->where() + ": the peer says it holds frames never sent");
   l->peer_reached(pf);
-  PerLink& p = per(l);
+  OpLink& p = per(l);
   p.reconciled = true;
   p.resumes++;
   p.sent_since = p.recv_since = 0;
@@ -192,7 +218,7 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
     if (k == nullptr)
       throw Failure(Fail::PeerLost, l->where() + ": cannot resume, frame " + std::to_string(s) +
                                         " is no longer held");
-    Frame& f = frames_.emplace_back();
+    Frame& f = new_frame();
     f.link = l;
     f.send = true;
     f.buf = const_cast<char*>(k->data());
@@ -201,25 +227,25 @@ void Op::reconcile(Link* l, const uint8_t* peer, const std::vector<Frame*>& curr
     f.seq = s;
     p.resend.push_back(&f);
   }
-  for (auto& f : frames_) {
-    if (f.link != l) continue;
+  each_frame([&](Frame& f) {
+    if (f.link != l) return;
     if (f.ack) {  // the ACKs planned before this RESUME: finish() plans them anew
       f.done = true;
-      continue;
+      return;
     }
     if (!f.send) {
       if (!f.done) f.started = false;
-      continue;
+      return;
     }
-    if (f.seq < p.first_send) continue;  // the copies queued above
+    if (f.seq < p.first_send) return;  // the copies queued above
     if (!missing(f.seq)) {
       f.done = true;  // the peer holds it (the last bytes went out before the break)
-      continue;
+      return;
     }
     f.done = false;
     f.started = false;
     if (std::find(current.begin(), current.end(), &f) == current.end()) p.resend.push_back(&f);
-  }
+  });
   std::sort(p.resend.begin(), p.resend.end(), [](Frame* a, Frame* b) { return a->seq < b->seq; });
   l->frames_resent += p.resend.size();
 }
@@ -237,8 +263,9 @@ void Op::adopt(const std::vector<Link*>& links, const std::vector<Frame*>& curre
   for (Link* l : links) {
     auto staged = l->take_staged();
     if (!staged) continue;
-    for (auto& f : frames_)
+    each_frame([&](Frame& f) {
       if (f.link == l && !f.done) f.started = false;  // their bytes went down with the old path
+    });
     uint64_t epoch = staged->epoch;
     l->adopted(std::move(*staged));
     Resume& r = rs.emplace_back();
@@ -308,14 +335,20 @@ void Op::ready(const std::vector<Link*>& links, const std::vector<Frame*>& curre
   }
 }
 
-void Op::step(const std::vector<Frame*>& frames) {
-  std::vector<Link*> links;
+void Op::step() {
+  run(a_.batch);
+  a_.batch.clear();
+}
+
+void Op::run(const std::vector<Frame*>& frames) {
+  std::vector<Link*>& links = a_.touched;
+  links.clear();
   for (Frame* f : frames) {
     per(f->link);
     if (std::find(links.begin(), links.end(), f->link) == links.end()) links.push_back(f->link);
   }
-  std::vector<Frame*> run;
-  std::vector<bolt_op> ops;
+  std::vector<Frame*>& run = a_.run;
+  std::vector<bolt_op>& ops = a_.ops;
   for (;;) {
     ready(links, frames);
     run.clear();
@@ -380,33 +413,35 @@ void Op::finish() {
   if (small_ || !matched_) return;
   // Each end owes an ACK for what it received and waits for one for what it
   // sent; after a RESUME only for what moved since (both ends know the same).
-  std::map<Link*, bool> settled;
   for (;;) {
-    std::vector<Frame*> acks;
-    std::map<Link*, uint64_t> resumes;
-    for (auto& [l, p] : per_) {
-      if (settled[l]) continue;
+    std::vector<Frame*>& acks = a_.acks;
+    acks.clear();
+    for (size_t i = 0; i < a_.links_used; i++) {
+      OpLink& p = a_.links[i];
+      if (p.settled) continue;
       bool owe = p.reconciled ? p.recv_since > 0 : p.recv_any;
       bool expect = p.reconciled ? p.sent_since > 0 : p.sent_any;
-      resumes[l] = p.resumes;
-      if (!owe && !expect) settled[l] = true;
+      p.resumes_planned = p.resumes;
+      if (!owe && !expect) p.settled = true;
       if (owe) {
-        Frame& f = frames_.emplace_back();
-        f.link = l;
+        Frame& f = new_frame();
+        f.link = p.link;
         f.send = f.ack = true;
         acks.push_back(&f);
       }
       if (expect) {
-        Frame& f = frames_.emplace_back();
-        f.link = l;
+        Frame& f = new_frame();
+        f.link = p.link;
         f.ack = true;
         acks.push_back(&f);
       }
     }
     if (acks.empty()) return;
-    step(acks);
-    for (auto& [l, n] : resumes)
-      if (per_[l].resumes == n) settled[l] = true;  // else: plan again from the RESUME
+    run(acks);
+    for (size_t i = 0; i < a_.links_used; i++) {
+      OpLink& p = a_.links[i];
+      if (p.resumes == p.resumes_planned) p.settled = true;  // else: plan again from the RESUME
+    }
   }
 }
 

@@ -14,7 +14,6 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <vector>
 
 extern "C" {
@@ -49,6 +48,34 @@ struct Frame {
   bolt_op op{};
 };
 
+// What an operation does on one of its links.
+struct OpLink {
+  Link* link = nullptr;
+  uint64_t first_send = 0;  // the op's first DATA seq each way on the link
+  uint64_t first_recv = 0;
+  bool reconciled = false;  // a RESUME exchange happened during this op
+  uint64_t resumes = 0;
+  uint64_t sent_since = 0;  // DATA frames sent (again) since the last RESUME
+  uint64_t recv_since = 0;
+  bool sent_any = false, recv_any = false;
+  bool settled = false;         // finish(): its ACKs are done
+  uint64_t resumes_planned = 0;  // finish(): `resumes` when its ACKs were planned
+  std::vector<Frame*> resend;   // frames of earlier steps/ops the peer lacks
+};
+
+// Storage one operation leaves to the next (a group runs one at a time): after
+// its first few operations, a group moves frames without allocating.
+struct Arena {
+  std::deque<Frame> frames;  // [0, used): the running operation's; addresses stay put
+  size_t used = 0;
+  std::deque<OpLink> links;  // [0, links_used)
+  size_t links_used = 0;
+  std::vector<Frame*> batch, run, acks;
+  std::vector<Link*> touched;
+  std::vector<bolt_op> ops;
+  bool busy = false;
+};
+
 class Op {
  public:
   // Operations whose input is at most this many bytes send from kept copies.
@@ -56,32 +83,27 @@ class Op {
 
   // `matched`: every rank is in this operation together (a collective), so it
   // can end with ACKs; a send or a receive is not (the peer may be sending too).
-  Op(uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd, const std::atomic<bool>* interrupted);
+  Op(Arena& arena, uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd,
+     const std::atomic<bool>* interrupted);
+  ~Op();
+  Op(const Op&) = delete;
+  Op& operator=(const Op&) = delete;
 
-  // `hold` (large point-to-point sends): keeps `buf` alive and unchanged until
-  // the peer has the frame, instead of a copy or an ACK.
+  // Add a frame to the next step.  `hold` (large point-to-point sends): keeps
+  // `buf` alive and unchanged until the peer has the frame, instead of a copy or an ACK.
   Frame* send(Link* l, const char* buf, uint64_t len, uint8_t dtype, std::shared_ptr<const void> hold = {});
   Frame* recv(Link* l, char* buf, uint64_t len, uint8_t dtype);
-  // Run these frames (and any re-sends) to completion.
-  void step(const std::vector<Frame*>& frames);
+  // Run the frames added since the last step (and any re-sends) to completion.
+  void step();
   // End of the operation: the ACKs a large operation owes and waits for.
   void finish();
 
   bool small() const { return small_; }
 
  private:
-  struct PerLink {
-    uint64_t first_send = 0;  // this op's first DATA seq each way on the link
-    uint64_t first_recv = 0;
-    bool reconciled = false;  // a RESUME exchange happened during this op
-    uint64_t resumes = 0;
-    uint64_t sent_since = 0;  // DATA frames sent (again) since the last RESUME
-    uint64_t recv_since = 0;
-    bool sent_any = false, recv_any = false;
-    std::vector<Frame*> resend;  // frames of earlier steps/ops the peer lacks
-  };
-
-  PerLink& per(Link* l);
+  Frame& new_frame();
+  OpLink& per(Link* l);
+  void run(const std::vector<Frame*>& frames);
   void start(Frame& f);
   void ready(const std::vector<Link*>& links, const std::vector<Frame*>& current);
   void adopt(const std::vector<Link*>& links, const std::vector<Frame*>& current);
@@ -89,14 +111,17 @@ class Op {
   void fill_state(Link* l, uint64_t epoch, uint8_t* out);
   void completed(Frame& f);
   void check_interrupt();
+  template <class F>
+  void each_frame(F&& fn) {
+    for (size_t i = 0; i < a_.used; i++) fn(a_.frames[i]);
+  }
 
+  Arena& a_;
   const bool small_;
   const bool matched_;
   const int64_t deadline_ns_;
   const int wake_fd_;
   const std::atomic<bool>* interrupted_;
-  std::deque<Frame> frames_;  // every frame of the op; addresses stay put
-  std::map<Link*, PerLink> per_;
 };
 
 }  // namespace boltring
