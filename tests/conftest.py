@@ -1,7 +1,11 @@
-"""Shared fixtures: loopback channel pairs and the namespace marker's skip rule."""
+"""Shared fixtures: the loopback interface's name, loopback channel pairs, and the
+skip rules of the markers for what a machine may lack (network namespaces,
+loopback aliases)."""
 
 from __future__ import annotations
 
+import socket
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -10,21 +14,48 @@ from boltring.channel import Channel, Listener
 from boltring.lab.netns import unavailable
 
 
+LOOPBACK_ALIASES = [f"127.0.0.{n}" for n in range(2, 5)]
+
+
+def aliases_missing() -> str | None:
+    """Why ranks cannot sit at 127.0.0.2-127.0.0.4 here, or None.  All of 127/8 is
+    local on Linux; macOS holds only 127.0.0.1 until lo0 is given aliases."""
+    missing = []
+    for ip in LOOPBACK_ALIASES:
+        try:
+            with socket.socket() as s:
+                s.bind((ip, 0))
+        except OSError:
+            missing.append(ip)
+    if not missing:
+        return None
+    return (f"{', '.join(missing)} not on the loopback interface "
+            f"(on macOS: sudo ifconfig lo0 alias {missing[0]} up, for each)")
+
+
+SKIP_RULES = {"netns": unavailable, "loopback_aliases": aliases_missing}
+
+
 def pytest_collection_modifyitems(config, items):
-    needs = [item for item in items if "netns" in item.keywords]
-    if not needs:
-        return
-    reason = unavailable()
-    if reason:
-        for item in needs:
-            item.add_marker(pytest.mark.skip(reason=reason))
+    for marker, why_not in SKIP_RULES.items():
+        needs = [item for item in items if marker in item.keywords]
+        reason = why_not() if needs else None
+        if reason:
+            for item in needs:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def loopback() -> str:
+    """The loopback interface's name: `lo` on Linux, `lo0` on macOS."""
+    return "lo0" if sys.platform == "darwin" else "lo"
 
 
 @pytest.fixture
-def channel_pair():
-    """(client, server) Channels over loopback, the client bound to `lo`."""
+def channel_pair(loopback):
+    """(client, server) Channels over loopback, the client bound to the loopback interface."""
     with Listener("127.0.0.1:0") as listener:
-        client = Channel.connect(listener.endpoint, iface="lo", timeout=5)
+        client = Channel.connect(listener.endpoint, iface=loopback, timeout=5)
         server = listener.accept(timeout=5)
     client.timeout = server.timeout = 10
     yield client, server

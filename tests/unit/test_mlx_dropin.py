@@ -97,6 +97,7 @@ def test_exo_hostfile_forms_the_group_through_mx_distributed_init_and_every_func
     assert all(rep["checks"] > 300 for rep in reports)
 
 
+@pytest.mark.loopback_aliases
 @pytest.mark.timeout(120)
 def test_plain_mlx_hostfile_on_loopback_addresses_works_too(tmp_path: Path) -> None:
     assert_clean(run_ranks(tmp_path, plain_hostfile(2), "exo"))
@@ -107,6 +108,7 @@ def test_a_single_rank_group_is_the_identity(tmp_path: Path) -> None:
     assert_clean(run_ranks(tmp_path, plain_hostfile(1), "exo"))
 
 
+@pytest.mark.loopback_aliases
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("n", [2, 3])
 def test_use_with_a_group_as_context_manager_restores_mlx_and_leaves_the_group_open(

@@ -27,11 +27,9 @@ ffi, lib = netinfo.ffi, netinfo.lib
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux facts")
 
 
-def test_lo_is_found_with_its_address_and_index() -> None:
-    by_name = {i.name: i for i in links.interfaces()}
-    lo_name = "lo" if "lo" in by_name else "lo0"
-    lo = by_name[lo_name]
-    assert lo.index == socket.if_nametoindex(lo_name)
+def test_lo_is_found_with_its_address_and_index(loopback: str) -> None:
+    lo = {i.name: i for i in links.interfaces()}[loopback]
+    assert lo.index == socket.if_nametoindex(loopback)
     assert ipaddress.ip_interface("127.0.0.1/8") in lo.addresses
     assert lo.kind is LinkKind.LOOPBACK and lo.up
 
@@ -111,7 +109,6 @@ def _wait_carrier(dev: str, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"{dev} in {NS} got no carrier in {timeout_s} s")
 
 
-@pytest.mark.netns
 @pytest.mark.netns
 def test_discovery_in_a_fresh_namespace() -> None:
     """A veth named like the lab's fast link, in a namespace of our own: driver veth,
