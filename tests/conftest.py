@@ -1,6 +1,6 @@
 """Shared fixtures: the loopback interface's name, loopback channel pairs, and the
 skip rules of the markers for what a machine may lack (network namespaces,
-loopback aliases)."""
+loopback aliases, IPv6 loopback)."""
 
 from __future__ import annotations
 
@@ -17,23 +17,32 @@ from boltring.lab.netns import unavailable
 LOOPBACK_ALIASES = [f"127.0.0.{n}" for n in range(2, 5)]
 
 
+def _bindable(ip: str) -> bool:
+    """Whether a socket can be bound to `ip` here (the address is local)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as s:
+            s.bind((ip, 0))
+        return True
+    except OSError:
+        return False
+
+
 def aliases_missing() -> str | None:
     """Why ranks cannot sit at 127.0.0.2-127.0.0.4 here, or None.  All of 127/8 is
     local on Linux; macOS holds only 127.0.0.1 until lo0 is given aliases."""
-    missing = []
-    for ip in LOOPBACK_ALIASES:
-        try:
-            with socket.socket() as s:
-                s.bind((ip, 0))
-        except OSError:
-            missing.append(ip)
+    missing = [ip for ip in LOOPBACK_ALIASES if not _bindable(ip)]
     if not missing:
         return None
     return (f"{', '.join(missing)} not on the loopback interface "
             f"(on macOS: sudo ifconfig lo0 alias {missing[0]} up, for each)")
 
 
-SKIP_RULES = {"netns": unavailable, "loopback_aliases": aliases_missing}
+def ipv6_missing() -> str | None:
+    """Why nothing can listen on ::1 here (a container without IPv6), or None."""
+    return None if _bindable("::1") else "no IPv6 loopback (::1) here"
+
+
+SKIP_RULES = {"netns": unavailable, "loopback_aliases": aliases_missing, "ipv6": ipv6_missing}
 
 
 def pytest_collection_modifyitems(config, items):
