@@ -1,5 +1,5 @@
-"""Shared fixtures: the loopback interface's name, loopback channel pairs, and the
-skip rules of the markers for what a machine may lack (network namespaces,
+"""Shared fixtures: the loopback interface's name, free loopback ports, loopback
+channel pairs, and the skip rules of the markers for what a machine may lack (network namespaces,
 loopback aliases, IPv6 loopback)."""
 
 from __future__ import annotations
@@ -58,6 +58,23 @@ def pytest_collection_modifyitems(config, items):
 def loopback() -> str:
     """The loopback interface's name: `lo` on Linux, `lo0` on macOS."""
     return "lo0" if sys.platform == "darwin" else "lo"
+
+
+@pytest.fixture
+def free_ports():
+    """`free_ports(n)`: n distinct ports free on 127.0.0.1 right now (held open together)."""
+
+    def take(count: int) -> list[int]:
+        socks = [socket.socket() for _ in range(count)]
+        try:
+            for s in socks:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+
+    return take
 
 
 @pytest.fixture
