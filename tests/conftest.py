@@ -1,6 +1,6 @@
-"""Shared fixtures: the loopback interface's name, free loopback ports, loopback
-channel pairs, and the skip rules of the markers for what a machine may lack (network namespaces,
-loopback aliases, IPv6 loopback)."""
+"""Shared fixtures (the loopback interface's name, free loopback ports, loopback
+channel pairs) and the skip rules of the markers for what a machine may lack:
+network namespaces, loopback aliases, the IPv6 loopback."""
 
 from __future__ import annotations
 

@@ -242,8 +242,8 @@ class Listener(_Socket):
     """A listening socket on "ip:port" (or an (ip, port) tuple, as the socket module
     takes it), bound to an interface when one is given."""
 
-    def __init__(self, addr: endpoint.Endpoint = "127.0.0.1:0", *, iface: str | None = None, backlog: int = 16,
-                 sndbuf: int = 0, rcvbuf: int = 0):
+    def __init__(self, addr: endpoint.Endpoint = "127.0.0.1:0", *, iface: str | None = None,
+                 backlog: int = 16, sndbuf: int = 0, rcvbuf: int = 0):
         ip, port = endpoint.parse(addr)
         self.iface = iface
         self._sndbuf, self._rcvbuf = sndbuf, rcvbuf
