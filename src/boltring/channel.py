@@ -104,14 +104,15 @@ class Channel(_Socket):
     @classmethod
     def connect(
         cls,
-        addr: str,
+        addr: endpoint.Endpoint,
         *,
         iface: str | None = None,
         timeout: float = 10.0,
         sndbuf: int = 0,
         rcvbuf: int = 0,
     ) -> Channel:
-        """Connect to "ip:port" through `iface` only (None: unbound), within `timeout` s."""
+        """Connect to "ip:port" (or an (ip, port) tuple, as the socket module takes it)
+        through `iface` only (None: unbound), within `timeout` s."""
         ip, port = endpoint.parse(addr)
         fd = _core.connect(ip, port, iface, timeout, sndbuf, rcvbuf)
         return cls(fd, peer=endpoint.format(ip, port), iface=iface)
@@ -238,10 +239,11 @@ class Channel(_Socket):
 
 
 class Listener(_Socket):
-    """A listening socket, bound to an interface when one is given."""
+    """A listening socket on "ip:port" (or an (ip, port) tuple, as the socket module
+    takes it), bound to an interface when one is given."""
 
-    def __init__(self, addr: str = "127.0.0.1:0", *, iface: str | None = None, backlog: int = 16,
-                 sndbuf: int = 0, rcvbuf: int = 0):
+    def __init__(self, addr: endpoint.Endpoint = "127.0.0.1:0", *, iface: str | None = None,
+                 backlog: int = 16, sndbuf: int = 0, rcvbuf: int = 0):
         ip, port = endpoint.parse(addr)
         self.iface = iface
         self._sndbuf, self._rcvbuf = sndbuf, rcvbuf

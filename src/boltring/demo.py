@@ -201,7 +201,8 @@ def run(verbose: bool = False) -> int:
                 popen = [lambda argv, n=n, **kw: lab.popen(n, argv, **kw) for n in (0, 1)]
             else:
                 print(f"boltring demo: {reason}, so 2 ranks run over loopback and the link story is skipped")
-                hostfile.write_text(json.dumps([[f"127.0.0.1:{PORT}"], [f"127.0.0.2:{PORT}"]]))
+                # one address, two ports: macOS holds only 127.0.0.1 (Linux all of 127/8)
+                hostfile.write_text(json.dumps([[f"127.0.0.1:{PORT}"], [f"127.0.0.1:{PORT + 1}"]]))
                 popen = [lambda argv, **kw: subprocess.Popen(argv, **kw)] * 2
             env = dict(os.environ, BOLTRING_STATE_DIR=tmp)
             log_flag = ["-v"] if verbose else []
@@ -209,15 +210,14 @@ def run(verbose: bool = False) -> int:
             ranks = [_Proc([sys.executable, "-m", "boltring.demo", *log_flag, "--rank", str(n), "--hostfile",
                             str(hostfile)], lambda argv, p=popen[n], **kw: p(argv, env=env, **kw))
                      for n in (0, 1)]
-            for r in ranks:
-                r.expect("formed", 40)
+            ifaces = [r.expect("formed", 40) for r in ranks]
             print(f"[1/4] group formed in {time.monotonic() - t0:.2f} s; measuring all_sum (bfloat16)")
             for r in ranks:
                 r.send(cmd="measure")
             before = [r.expect("measure", 120) for r in ranks][1]
             _table(before)
             if lab is None:
-                print("done: boltring moved every byte over sockets bound to lo")
+                print(f"done: boltring moved every byte over sockets bound to {ifaces[0]}")
                 return 0
             for r in ranks:
                 r.send(cmd="loop")

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from boltring import dtypes
 from boltring.channel import Channel, Listener
-from boltring.errors import BoltError, LinkDown, PeerClosed, PeerLost, ProtocolError, Timeout
+from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError, Timeout
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -173,6 +173,30 @@ def test_connect_to_a_closed_port_is_link_down():
         addr = listener.endpoint
     with pytest.raises(LinkDown, match="refused"):
         Channel.connect(addr, timeout=5)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=pytest.mark.ipv6)])
+def test_connect_and_listen_take_socket_style_tuples_as_well_as_strings(host, background):
+    with Listener((host, 0)) as listener:
+        assert listener.address[0] == host
+        by_string = background.submit(Channel.connect, listener.endpoint, timeout=5)
+        with listener.accept(timeout=5) as server, by_string.result() as client:
+            assert server.iface is None and client.peer == listener.endpoint
+        by_tuple = background.submit(Channel.connect, listener.address, timeout=5)
+        with listener.accept(timeout=5) as server, by_tuple.result() as client:
+            background.submit(client.send, ready(mx.arange(4, dtype=mx.float32))).result()
+            assert server.recv((4,), mx.float32, timeout=5).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("addr", [("127.0.0.1",), ("127.0.0.1", 80, 0, 0), ("127.0.0.1", "80"),
+                                  ("127.0.0.1", 80.0), ("127.0.0.1", True), (80, "127.0.0.1"),
+                                  ("localhost", 80), ("[::1]", 80), ("127.0.0.1", 70000),
+                                  ["127.0.0.1", 80], "127.0.0.1", "localhost:80"])
+def test_a_malformed_endpoint_is_a_config_error_naming_it(addr):
+    for make in (Channel.connect, Listener):
+        with pytest.raises(ConfigError, match="endpoint") as info:
+            make(addr)
+        assert isinstance(info.value, ValueError) and repr(addr) in str(info.value)
 
 
 def test_accept_with_no_peer_times_out():

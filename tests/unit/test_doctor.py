@@ -322,12 +322,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_check_path_for_real_on_loopback() -> None:
-    with Listener("127.0.0.1:0", iface="lo") as listener:
-        status, _, ms = doctor.check_path(Candidate("lo", links.LinkKind.LOOPBACK, listener.endpoint), 1.0)
+def test_check_path_for_real_on_loopback(loopback: str) -> None:
+    with Listener("127.0.0.1:0", iface=loopback) as listener:
+        status, _, ms = doctor.check_path(Candidate(loopback, links.LinkKind.LOOPBACK, listener.endpoint), 1.0)
         assert status == "connected" and ms is not None
     status, reason, ms = doctor.check_path(
-        Candidate("lo", links.LinkKind.LOOPBACK, f"127.0.0.1:{_free_port()}"), 1.0)
+        Candidate(loopback, links.LinkKind.LOOPBACK, f"127.0.0.1:{_free_port()}"), 1.0)
     assert status == "refused" and "answered" in reason and ms is not None and ms < 1000
     status, reason, _ = doctor.check_path(Candidate("nosuch0", links.LinkKind.THUNDERBOLT, "127.0.0.1:1"), 1.0)
     assert (status, reason) == ("missing", "nosuch0 is missing")
@@ -340,16 +340,16 @@ def test_errno_of() -> None:
     assert doctor.errno_of(RuntimeError("nothing")) is None
 
 
-def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loopback: str) -> None:
     """The live interface table, a hostfile of loopback addresses: exit 0, the
-    neighbour reached through lo (refused: nobody listens)."""
+    neighbour reached through the loopback interface (refused: nobody listens)."""
     monkeypatch.setenv(memory.STATE_ENV, str(tmp_path))
     port = _free_port()
     h = hostfile.parse([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]])
     report = doctor.diagnose(h, 0, timeout=1.0)
     assert report.ok, report.render()
-    assert report.peers[0].would_use is not None and report.peers[0].would_use.iface == "lo"
-    assert report.listen == [{"addr": f"127.0.0.1:{port}", "iface": "lo", "kind": "loopback"}]
+    assert report.peers[0].would_use is not None and report.peers[0].would_use.iface == loopback
+    assert report.listen == [{"addr": f"127.0.0.1:{port}", "iface": loopback, "kind": "loopback"}]
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 import boltring
 from boltring import ConfigError, Timeout
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.timeout(90), pytest.mark.loopback_aliases]
 
 RANK = textwrap.dedent(
     """

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,31 +22,18 @@ WORKER = Path(__file__).with_name("mlx_dropin_worker.py")
 PLACEHOLDER = "198.51.100.1:0"  # TEST-NET-2: an address nobody dials
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports free on loopback right now (held open together, so all distinct)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+def plain_hostfile(ports: list[int]) -> list[list[list[str]]]:
+    """MLX's format, one file for every rank: rank r at 127.0.0.(r+1):ports[r]."""
+    entries = [[f"127.0.0.{r + 1}:{port}"] for r, port in enumerate(ports)]
+    return [entries] * len(ports)
 
 
-def plain_hostfile(n: int) -> list[list[list[str]]]:
-    """MLX's format, one file for every rank: rank r at 127.0.0.(r+1)."""
-    ports = free_ports(n)
-    entries = [[f"127.0.0.{r + 1}:{ports[r]}"] for r in range(n)]
-    return [entries] * n
-
-
-def exo_hostfiles(n: int) -> list[list[list[str]]]:
+def exo_hostfiles(ports: list[int]) -> list[list[list[str]]]:
     """As exo writes them: one file per rank, its own entry 0.0.0.0:port, its ring
     neighbours' addresses, and placeholders for every rank that is not a neighbour.
     Neighbours are at 127.0.0.1, the address `lo` holds: a rank whose own entry is
     0.0.0.0 listens on its interfaces' addresses, not on every alias of 127/8."""
-    ports = free_ports(n)
+    n = len(ports)
     files = []
     for r in range(n):
         neighbours = {(r - 1) % n, (r + 1) % n}
@@ -91,24 +78,27 @@ def assert_clean(reports: list[dict[str, Any]]) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("n", [2, 4])
 def test_exo_hostfile_forms_the_group_through_mx_distributed_init_and_every_function_matches_numpy(
-        tmp_path: Path, n: int) -> None:
-    reports = run_ranks(tmp_path, exo_hostfiles(n), "exo")
+        tmp_path: Path, n: int, free_ports: Callable[[int], list[int]]) -> None:
+    reports = run_ranks(tmp_path, exo_hostfiles(free_ports(n)), "exo")
     assert_clean(reports)
     assert all(rep["checks"] > 300 for rep in reports)
 
 
+@pytest.mark.loopback_aliases
 @pytest.mark.timeout(120)
-def test_plain_mlx_hostfile_on_loopback_addresses_works_too(tmp_path: Path) -> None:
-    assert_clean(run_ranks(tmp_path, plain_hostfile(2), "exo"))
+def test_plain_mlx_hostfile_on_loopback_addresses_works_too(tmp_path: Path,
+                                                            free_ports: Callable[[int], list[int]]) -> None:
+    assert_clean(run_ranks(tmp_path, plain_hostfile(free_ports(2)), "exo"))
 
 
 @pytest.mark.timeout(60)
-def test_a_single_rank_group_is_the_identity(tmp_path: Path) -> None:
-    assert_clean(run_ranks(tmp_path, plain_hostfile(1), "exo"))
+def test_a_single_rank_group_is_the_identity(tmp_path: Path, free_ports: Callable[[int], list[int]]) -> None:
+    assert_clean(run_ranks(tmp_path, plain_hostfile(free_ports(1)), "exo"))
 
 
+@pytest.mark.loopback_aliases
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("n", [2, 3])
 def test_use_with_a_group_as_context_manager_restores_mlx_and_leaves_the_group_open(
-        tmp_path: Path, n: int) -> None:
-    assert_clean(run_ranks(tmp_path, plain_hostfile(n), "given"))
+        tmp_path: Path, n: int, free_ports: Callable[[int], list[int]]) -> None:
+    assert_clean(run_ranks(tmp_path, plain_hostfile(free_ports(n)), "given"))

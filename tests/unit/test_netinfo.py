@@ -1,7 +1,8 @@
 """boltring._netinfo on this machine: the native facts agree with what the kernel says
-elsewhere (socket.if_nametoindex, /sys), the buffer protocol (-ENOSPC + needed count)
-holds, the C is warning-clean, and -- as root -- discovery inside a fresh network
-namespace sees a veth named like the lab's fast link.
+elsewhere (socket.if_nametoindex; /sys on Linux; ifconfig and networksetup's hardware
+ports on macOS), the buffer protocol (-ENOSPC + needed count) holds, the C is
+warning-clean, and -- as root -- discovery inside a fresh network namespace sees a
+veth named like the lab's fast link.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import errno
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -25,13 +27,12 @@ from boltring.links import LinkKind
 
 ffi, lib = netinfo.ffi, netinfo.lib
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux facts")
+macos_only = pytest.mark.skipif(sys.platform != "darwin", reason="macOS facts")
 
 
-def test_lo_is_found_with_its_address_and_index() -> None:
-    by_name = {i.name: i for i in links.interfaces()}
-    lo_name = "lo" if "lo" in by_name else "lo0"
-    lo = by_name[lo_name]
-    assert lo.index == socket.if_nametoindex(lo_name)
+def test_lo_is_found_with_its_address_and_index(loopback: str) -> None:
+    lo = {i.name: i for i in links.interfaces()}[loopback]
+    assert lo.index == socket.if_nametoindex(loopback)
     assert ipaddress.ip_interface("127.0.0.1/8") in lo.addresses
     assert lo.kind is LinkKind.LOOPBACK and lo.up
 
@@ -91,6 +92,75 @@ def test_snapshot_is_json_and_reloads() -> None:
     assert [i.name for i in again] == [i.name for i in links.interfaces()]
 
 
+# ---------------------------------------------------------------- macOS
+
+IFCONFIG_FLAGS = {"up": "UP", "running": "RUNNING", "loopback": "LOOPBACK", "pointopoint": "POINTOPOINT"}
+
+
+def ifconfig_facts(text: str) -> dict[str, dict]:
+    """`ifconfig -a` (macOS) -> {name: {"flags", "mtu", "addresses"}}: what the kernel
+    tells ifconfig, to hold netinfo.c's macOS path against."""
+    out: dict[str, dict] = {}
+    for line in text.splitlines():
+        head = re.match(r"^(\S+): flags=[0-9a-f]+<([^>]*)> mtu (\d+)", line)
+        if head:
+            facts = out[head[1]] = {"flags": set(head[2].split(",")) - {""}, "mtu": int(head[3]),
+                                    "addresses": set()}
+        elif v4 := re.match(r"^\s+inet (\S+) (?:--> \S+ )?netmask 0x([0-9a-f]+)", line):
+            prefix = bin(int(v4[2], 16)).count("1")
+            facts["addresses"].add(ipaddress.ip_interface(f"{v4[1]}/{prefix}"))
+        elif v6 := re.match(r"^\s+inet6 (\S+) prefixlen (\d+)", line):
+            facts["addresses"].add(ipaddress.ip_interface(f"{v6[1]}/{v6[2]}"))
+    return out
+
+
+@macos_only
+def test_macos_facts_match_ifconfig() -> None:
+    """Flags, MTU, addresses with their prefix lengths and IPv6 scopes (the KAME
+    embedded scope taken out of fe80::) of every interface, as ifconfig reports them."""
+    text = subprocess.run(["ifconfig", "-a"], capture_output=True, text=True, timeout=30, check=True).stdout
+    theirs = ifconfig_facts(text)
+    ours = {i.name: i for i in links.interfaces()}
+    assert set(ours) == set(theirs), text
+    for name, facts in theirs.items():
+        iface = ours[name]
+        assert iface.mtu == (facts["mtu"] or None), name
+        said = {f for f, word in IFCONFIG_FLAGS.items() if word in facts["flags"]}
+        assert {f for f in IFCONFIG_FLAGS if f in iface.flags} == said, name
+        assert set(iface.addresses) == facts["addresses"], name
+
+
+@macos_only
+def test_macos_lo0_is_loopback_by_the_kernel(loopback: str) -> None:
+    lo = {i.name: i for i in links.interfaces()}[loopback]
+    assert lo.medium == "loopback" and lo.kind is LinkKind.LOOPBACK and lo.up
+    assert ipaddress.ip_interface("::1/128") in lo.addresses
+
+
+@macos_only
+def test_macos_hardware_ports_come_from_networksetup_and_agree_with_the_kernel() -> None:
+    """`networksetup -listallhardwareports` names what each device is; the snapshot
+    records it, each interface carries its port, and kinds follow: Wi-Fi by the
+    port and by the kernel's functional type, Thunderbolt and Ethernet by the port."""
+    text = subprocess.run(["networksetup", "-listallhardwareports"], capture_output=True, text=True,
+                          timeout=30, check=True).stdout
+    ports = links.parse_hardware_ports(text)
+    assert ports, text
+    assert links.parse_hardware_ports(links.snapshot()["hardware_ports"]) == ports
+    table = {i.name: i for i in links.interfaces()}
+    present = {device: port for device, port in ports.items() if device in table}
+    assert present, f"no device networksetup names is an interface here: {ports}"
+    for device, port in present.items():
+        iface = table[device]
+        assert iface.hardware_port == port, device
+        if port == "Wi-Fi":
+            assert iface.kind is LinkKind.WIFI and iface.medium == "wifi", iface
+        elif port.startswith("Thunderbolt"):
+            assert iface.kind is LinkKind.THUNDERBOLT, iface
+        elif port == "Ethernet":
+            assert iface.kind is LinkKind.ETHERNET, iface
+
+
 # ---------------------------------------------------------------- namespace
 
 NS = "brl-links-test"
@@ -111,7 +181,6 @@ def _wait_carrier(dev: str, timeout_s: float = 20.0) -> None:
     raise AssertionError(f"{dev} in {NS} got no carrier in {timeout_s} s")
 
 
-@pytest.mark.netns
 @pytest.mark.netns
 def test_discovery_in_a_fresh_namespace() -> None:
     """A veth named like the lab's fast link, in a namespace of our own: driver veth,

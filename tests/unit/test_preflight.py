@@ -129,19 +129,19 @@ def _both(h: hostfile.Hostfile, secrets: tuple[Any, Any] = (None, None), **kw: A
 
 
 @pytest.mark.timeout(60)
-def test_two_ranks_on_loopback(state: Path) -> None:
+def test_two_ranks_on_loopback(state: Path, loopback: str) -> None:
     h = _hosts()
     r0, r1 = _both(h, max_rtt_ms=50.0)
     assert r0.ok and r1.ok, r0.render() + "\n" + r1.render()
     (p1,), (p0,) = r1.peers, r0.peers
     assert (p1.peer, p1.role, p0.peer, p0.role) == (0, "dialer", 1, "acceptor")
     (x,) = p1.paths
-    assert (x.iface, x.kind, x.status, x.pings) == ("lo", "loopback", "ok", 10)
+    assert (x.iface, x.kind, x.status, x.pings) == (loopback, "loopback", "ok", 10)
     assert x.rtt_ms is not None and x.rtt_ms < 50 and x.mb_per_s is not None and x.mb_per_s > 10
     assert 1 * MiB <= x.bulk_bytes <= 8 * MiB
     (y,) = p0.paths  # the acceptor's copy: its own interface, the dialer's too
-    assert (y.iface, y.peer_iface, y.rtt_ms, y.mb_per_s) == ("lo", "lo", x.rtt_ms, x.mb_per_s)
-    assert r0.listening == [f"{h.entries[0][0]} bound to lo"]
+    assert (y.iface, y.peer_iface, y.rtt_ms, y.mb_per_s) == (loopback, loopback, x.rtt_ms, x.mb_per_s)
+    assert r0.listening == [f"{h.entries[0][0]} bound to {loopback}"]
     assert not r0.authenticated and "unauthenticated" in r0.render()
 
 
@@ -170,9 +170,9 @@ def test_alone_every_wait_is_bounded(state: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-def test_port_in_use_is_said(state: Path) -> None:
+def test_port_in_use_is_said(state: Path, loopback: str) -> None:
     h = _hosts()
-    with Listener(str(h.entries[0][0]), iface="lo"):
+    with Listener(str(h.entries[0][0]), iface=loopback):
         r0 = preflight.run_preflight(h, 0, timeout=0.3)
     assert r0.exit_code == 1
     assert any("cannot listen on" in f and "is a group or another preflight" in f for f in r0.failures)
@@ -187,10 +187,10 @@ def test_bad_arguments() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_a_running_group_is_not_taken_for_a_preflight(state: Path) -> None:
+def test_a_running_group_is_not_taken_for_a_preflight(state: Path, loopback: str) -> None:
     """A group's rendezvous answers the handshake without role "preflight"."""
     h = _hosts()
-    with Listener(str(h.entries[0][0]), iface="lo") as listener:
+    with Listener(str(h.entries[0][0]), iface=loopback) as listener:
 
         def group_side() -> None:
             chan = listener.accept(timeout=10)
