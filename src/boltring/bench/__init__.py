@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         report.write_json(report.summary(results), args.summary)
     from boltring.bench.ui import UI
 
-    ui = UI.make()
+    ui = UI()
     report.show(results, ui)
     try:
         report.plot(results, png_path)

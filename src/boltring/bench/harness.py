@@ -529,7 +529,7 @@ def run(opts: Options) -> tuple[dict[str, Any], Path]:
     """Run everything; returns the results and the run's log directory (kept with --keep-logs)."""
     from boltring.bench import report
 
-    ui = UI.make()
+    ui = UI()
 
     def terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

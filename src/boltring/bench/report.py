@@ -225,24 +225,16 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
 
 
 def show(results: dict[str, Any], ui: Any) -> None:
-    try:
-        from rich.table import Table
-    except ImportError:
-        Table = None
+    from rich.table import Table
+
     for title, header, rows in tables(results):
-        if Table is not None and hasattr(ui, "console"):
-            t = Table(title=title, title_justify="left")
-            for h in header:
-                t.add_column(h, overflow="fold")
-            for row in rows:
-                style = "red" if "MISSED" in row or "WRONG" in row else None
-                t.add_row(*row, style=style)
-            ui.print(t)
-        else:
-            widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-            ui.print(f"\n{title}")
-            for row in [header, *rows]:
-                ui.print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        t = Table(title=title, title_justify="left")
+        for h in header:
+            t.add_column(h, overflow="fold")
+        for row in rows:
+            style = "red" if "MISSED" in row or "WRONG" in row else None
+            t.add_row(*row, style=style)
+        ui.print(t)
     cores = results.get("facts", {}).get("cores") or 1
     busy = {k: v for k, v in results.get("load", {}).items() if max(v) > cores}
     if busy:
