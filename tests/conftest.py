@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -18,6 +19,14 @@ def pytest_collection_modifyitems(config, items):
     if reason:
         for item in needs:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runtime_dir(tmp_path_factory):
+    """Groups the tests form publish their state here, not in the user's runtime directory."""
+    from boltring.observe import store
+
+    os.environ.setdefault(store.RUNTIME_ENV, str(tmp_path_factory.mktemp("runtime")))
 
 
 @pytest.fixture

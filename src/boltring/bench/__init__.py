@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STAGES = ("kernels", "baselines", "collectives", "decode", "seed")
+STAGES = ("kernels", "baselines", "collectives", "publish", "decode", "seed")
 
 
 def _size(text: str) -> int:

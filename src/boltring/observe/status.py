@@ -79,11 +79,11 @@ def title(snap: dict[str, Any]) -> str:
 
 def totals(snap: dict[str, Any]) -> str:
     """Operations (mean latency), bytes, when it was updated, the metrics endpoint."""
-    mean = f", mean {duration(snap['op_seconds'] / snap['ops'])}" if snap["ops"] else ""
+    mean = f" (mean {duration(snap['op_seconds'] / snap['ops'])})" if snap["ops"] else ""
     parts = [f"ops {snap['ops']}{mean}", f"sent {size(snap['bytes_sent'])}",
              f"received {size(snap['bytes_received'])}", f"updated {snap['age_s']:.1f} s ago"]
     if snap.get("metrics"):
-        parts.append(f"metrics http://{snap['metrics']}/metrics")
+        parts.append(f"metrics {snap['metrics']}")
     if stale(snap):
         parts.append("STALE: the process is alive but has stopped publishing")
     return "  ".join(parts)

@@ -64,10 +64,11 @@ def _panel(snap: dict[str, Any], then: dict[str, Any] | None) -> Any:
     rate = Text()
     if then is not None and dt > 0:  # since the last redraw
         ops = snap["ops"] - then["ops"]
+        rate.append("now ")
         rate.append(f"{ops / dt:,.0f} ops/s", "bold")
         if ops > 0:
-            rate.append(f", mean {status.duration((snap['op_seconds'] - then['op_seconds']) / ops)}")
-        rate.append("   ")
+            rate.append(f" (mean {status.duration((snap['op_seconds'] - then['op_seconds']) / ops)})")
+        rate.append("   total ")
     rate.append(status.totals(snap), "bold red" if status.stale(snap) else "")
     table = Table(expand=True, box=None, header_style="bold dim", pad_edge=False)
     for heading in ("peer", "path", "kind", "state", "rtt", "epoch", "since", "sent/s", "received/s", "sent",
