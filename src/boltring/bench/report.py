@@ -199,9 +199,9 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                  " ".join(f"{x:.1f}" for x in d["pass_medians_us"])] for name, d in (("published", on),
                                                                                 ("not published", off))]
         rows.append(["published / not", *(_x(_ratio(on[k], off[k])) for k in ("median_us", "mean_us", "p99_us")),
-                     "", ""])
+                     "", f"pass by pass (ABBA neighbours), median ratio {_x(pub.get('paired_ratio'))}"])
         out.append(("16 KiB bf16 all_sum with the group's state published or not (rank 0)",
-                    ["", "median", "mean", "p99", "samples", "median of each pass (us)"], rows))
+                    ["", "median of the passes", "mean", "p99", "samples", "median of each pass (us)"], rows))
     dec = results.get("decode", {})
     if dec:
         rows = []

@@ -55,11 +55,14 @@ def file_for(name: str) -> Path:
 
 
 def write(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` with `data` as JSON, atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    """Replace `path` with `data` as JSON, atomically (one writer per file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, separators=(",", ":"))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, json.dumps(data, separators=(",", ":")).encode())
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
