@@ -134,11 +134,15 @@ def test_readers_skip_and_remove_the_files_of_dead_processes(runtime):
     store.write(gone, {"pid": dead.pid, "rank": 0, "updated": time.time()})
     mine = store.file_for(f"{os.getpid()}-1")
     store.write(mine, {"pid": os.getpid(), "rank": 1, "updated": time.time() - 30})
-    (runtime / ".partial.tmp").write_text("{")
+    half = runtime / f".{dead.pid}-2.json.tmp"  # killed while writing
+    half.write_text("{")
+    writing = runtime / f".{os.getpid()}-2.json.tmp"
+    writing.write_text("{")
     (runtime / "other.json").write_text("not a snapshot")
     snaps = store.read_all()
     assert [s["pid"] for s in snaps] == [os.getpid()] and snaps[0]["age_s"] >= 30
-    assert not gone.exists() and mine.exists()
+    assert not gone.exists() and not half.exists()
+    assert mine.exists() and writing.exists() and (runtime / "other.json").exists()
     assert status().returncode == 1  # alive but 30 s old: stale, not healthy
 
 

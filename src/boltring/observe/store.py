@@ -6,7 +6,9 @@ The directory is ``$BOLTRING_RUNTIME_DIR``, else ``$XDG_RUNTIME_DIR/boltring``, 
 0700) and one owned by another user is refused.  A file is named
 ``<pid>-<n>.json`` and replaced whole (written beside it, then renamed), so a reader
 never sees half of one.  Readers skip, and remove, the files of processes that no
-longer exist (killed ones never remove their own).
+longer exist (killed ones never remove their own).  Only the process's pid tells
+that: a file whose pid was reused by another process reads as a group that has
+stopped publishing (its ``age_s`` grows), not as a live one.
 
 This is not ``$BOLTRING_STATE_DIR`` (``memory.py``): that holds what outlives a
 process (which interface carried which subnet); this holds what dies with it.
@@ -86,28 +88,33 @@ def alive(pid: int) -> bool:
     return True
 
 
-def read_all(clean: bool = True) -> list[dict[str, Any]]:
+def read_all() -> list[dict[str, Any]]:
     """Every live group's snapshot, with ``age_s`` (seconds since it was written),
-    ordered by rank then pid.  Files of processes that are gone are skipped and,
-    with `clean`, removed; unreadable ones are skipped."""
-    root = directory()
+    ordered by rank then pid.  The files of processes that are gone (a snapshot, or
+    one half written when its process was killed) are removed; unreadable ones are
+    skipped."""
     try:
-        names = sorted(p for p in root.iterdir() if p.suffix == ".json" and not p.name.startswith("."))
+        paths = sorted(directory().iterdir())
     except OSError:
         return []
     now = time.time()
     out = []
-    for path in names:
+    for path in paths:
+        if path.name.startswith("."):  # a write in progress: ".<pid>-<n>.json.tmp"
+            pid = path.name[1:].split("-", 1)[0]
+            if path.name.endswith(".json.tmp") and pid.isdigit() and not alive(int(pid)):
+                remove(path)
+            continue
+        if path.suffix != ".json":
+            continue
         try:
             snap = json.loads(path.read_text())
             pid = int(snap["pid"])
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # removed meanwhile, or not ours
+            continue  # removed meanwhile, or not a snapshot
         if not alive(pid):
-            if clean:
-                remove(path)
+            remove(path)
             continue
         snap["age_s"] = max(0.0, now - float(snap.get("updated", now)))
         out.append(snap)
     return sorted(out, key=lambda s: (s.get("rank", 0), s["pid"]))
-
