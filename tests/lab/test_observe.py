@@ -43,9 +43,10 @@ METRICS_POLL = textwrap.dedent(
     """
     import json, sys, time, urllib.request
     url, end = sys.argv[1], time.monotonic() + float(sys.argv[2])
+    wanted = ("boltring_peer_path_kind{", "boltring_path_events_total{")
     while time.monotonic() < end:
         body = urllib.request.urlopen(url, timeout=2).read().decode()
-        keep = [l for l in body.splitlines() if l.startswith(("boltring_peer_path_kind{", "boltring_path_events_total{"))]
+        keep = [line for line in body.splitlines() if line.startswith(wanted)]
         print(json.dumps({"t": time.time(), "lines": keep}), flush=True)
         time.sleep(0.1)
     """
@@ -131,13 +132,13 @@ class Terminal:
     def first(self, predicate: Callable[[str], bool], after: float) -> float | None:
         return next((t for t, line in list(self.lines) if t >= after and predicate(line)), None)
 
-    def stop(self) -> int:
+    def stop(self) -> None:
+        """Ctrl-C; its exit code is `self.proc.returncode`."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)  # Ctrl-C
-        rc = self.proc.wait(timeout=10)
+            os.killpg(self.proc.pid, signal.SIGINT)
+        self.proc.wait(timeout=10)
         self._thread.join(timeout=5)
         os.close(self.master)
-        return rc
 
 
 class StatusPoller:
@@ -288,7 +289,9 @@ def test_status_watch_and_metrics_show_the_fallback_and_the_promotion(lab):
         assert seen is not None, "status never showed the promotion"
         report[f"status rank {rank} promote"] = seen - promote[rank]
 
-    # boltring watch: a peer row on tailscale0 marked FALLBACK, then on thunderbolt0 PRIMARY again
+    # boltring watch: a peer row on tailscale0 marked FALLBACK, then on thunderbolt0 PRIMARY again;
+    # Ctrl-C ends it cleanly
+    assert watch.proc.returncode == 0
     seen = watch.first(lambda line: "tailscale0" in line and "FALLBACK" in line, broke)
     assert seen is not None, f"watch never showed the fallback; its last lines: {watch.lines[-20:]}"
     report["watch fallback"] = seen - min(fallback)

@@ -26,7 +26,11 @@ EVENTS_SHOWN = 5
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "status", help="every live group on this machine: paths, RTT, fallbacks, bytes; exit 1 when degraded",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description="Show every live boltring group on this machine, from the state each publishes (in "
+                    "$BOLTRING_RUNTIME_DIR, else $XDG_RUNTIME_DIR/boltring, else a per-user temporary "
+                    "directory): per peer the path, kind, state, RTT, epoch and bytes, why a peer is not on "
+                    "its primary path, and the newest path events. Exit code 0 when every group is healthy, "
+                    "1 when a peer is off its primary path, a group has failed or stopped publishing.")
     p.add_argument("--json", action="store_true", help="the snapshots, as a JSON list")
     p.set_defaults(func=main)
 

@@ -19,8 +19,12 @@ STATE_STYLE = {"primary": "bold green", "fallback": "bold yellow", "down": "bold
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("watch", help="the live groups on this machine, redrawn in the terminal",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "watch", help="the live groups on this machine, redrawn in the terminal",
+        description="What `boltring status` shows, redrawn live: per group its operations per second and "
+                    "their mean latency, per peer its path, kind and state (a fallback in yellow, a link "
+                    "down in red), RTT, epoch, bytes per second each way, why it is not on its primary "
+                    "path, and the newest path events. Ctrl-C ends it.")
     p.add_argument("--interval", type=float, default=0.25, help="seconds between redraws (default %(default)s)")
     p.set_defaults(func=main)
 
