@@ -103,6 +103,7 @@ setup(
     + [CMakeExtension("boltring._native", "native")],
     cmdclass={"build_ext": BuildExt},
     cffi_modules=["src/boltring/_netinfo_build.py:ffibuilder"],
-    # _cffi_backend is needed at run time by the cffi-built boltring._netinfo
-    install_requires=_mlx_requirement() + ["cffi>=1.16"],
+    # _cffi_backend is needed at run time by the cffi-built boltring._netinfo; rich draws
+    # `boltring watch` (imported by that command only)
+    install_requires=_mlx_requirement() + ["cffi>=1.16", "rich>=13"],
 )

@@ -108,7 +108,11 @@ std::optional<Failure> BoltGroup::failure() {
   return fatal_;
 }
 
-GroupStats BoltGroup::stats() { return GroupStats{ops_.load()}; }
+GroupStats BoltGroup::stats() {
+  GroupStats s{ops_.load(), op_ns_.load(), {}};
+  for (size_t i = 0; i < s.op_buckets.size(); i++) s.op_buckets[i] = op_buckets_[i].load();
+  return s;
+}
 
 void BoltGroup::check() {
   std::lock_guard<std::mutex> lk(mu_);
@@ -180,7 +184,13 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
   c.interrupted = &g_interrupted;
   g_interrupted = false;  // a Ctrl-C before this collective was Python's to handle
   try {
+    const int64_t start = bolt_now_ns();
     body(c);
+    const int64_t took = bolt_now_ns() - start;
+    size_t b = 0;
+    while (b < kOpBoundsNs.size() && took > kOpBoundsNs[b]) b++;
+    op_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+    op_ns_.fetch_add(static_cast<uint64_t>(took), std::memory_order_relaxed);
     ops_++;
   } catch (Failure& f) {
     std::lock_guard<std::mutex> k(mu_);

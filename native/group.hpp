@@ -8,6 +8,7 @@
 // every rank, whatever stream or thread encoded them.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -27,8 +28,18 @@ namespace boltring {
 
 namespace mx = mlx::core;
 
+// Upper bounds (ns) of the operation-latency histogram's buckets; one more bucket
+// counts the operations above the last.  An operation's latency runs from its turn
+// to its end: the bytes' time, waiting for the peer included.
+constexpr std::array<int64_t, 19> kOpBoundsNs = {
+    10'000,     20'000,     50'000,      100'000,     200'000,     500'000,       1'000'000,
+    2'000'000,  5'000'000,  10'000'000,  20'000'000,  50'000'000,  100'000'000,   200'000'000,
+    500'000'000, 1'000'000'000, 2'000'000'000, 5'000'000'000, 10'000'000'000};
+
 struct GroupStats {
-  uint64_t ops;
+  uint64_t ops;     // operations completed
+  uint64_t op_ns;   // their latencies, summed
+  std::array<uint64_t, kOpBoundsNs.size() + 1> op_buckets;  // per bucket, not cumulative
 };
 
 class BoltGroup : public mx::distributed::detail::GroupImpl,
@@ -82,6 +93,8 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   Scratch scratch_;
   Arena arena_;
   std::atomic<uint64_t> ops_{0};
+  std::atomic<uint64_t> op_ns_{0};
+  std::array<std::atomic<uint64_t>, kOpBoundsNs.size() + 1> op_buckets_{};
 };
 
 // Set from a SIGINT handler (module.cpp): the running collective stops.  The

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <limits>
 
 #include "mlx/distributed/distributed.h"
 
@@ -21,6 +22,7 @@ using boltring::Fail;
 using boltring::Failure;
 using boltring::Link;
 using boltring::LinkState;
+using boltring::kOpBoundsNs;
 
 #ifndef BOLTRING_MLX_VERSION
 #error "BOLTRING_MLX_VERSION: the MLX version this is built against (CMakeLists.txt sets it)"
@@ -171,6 +173,13 @@ NB_MODULE(_native, m) {
         auto s = g.stats();
         nb::dict d;
         d["ops"] = s.ops;
+        d["op_seconds"] = static_cast<double>(s.op_ns) / 1e9;
+        nb::list buckets;  // (upper bound in s, operations in the bucket); the last bound is inf
+        for (size_t i = 0; i < s.op_buckets.size(); i++)
+          buckets.append(nb::make_tuple(i < kOpBoundsNs.size() ? static_cast<double>(kOpBoundsNs[i]) / 1e9
+                                                               : std::numeric_limits<double>::infinity(),
+                                        s.op_buckets[i]));
+        d["op_buckets"] = buckets;
         return d;
       });
 

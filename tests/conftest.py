@@ -4,6 +4,7 @@ network namespaces, loopback aliases, the IPv6 loopback."""
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,14 @@ def pytest_collection_modifyitems(config, items):
 def loopback() -> str:
     """The loopback interface's name: `lo` on Linux, `lo0` on macOS."""
     return "lo0" if sys.platform == "darwin" else "lo"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runtime_dir(tmp_path_factory):
+    """Groups the tests form publish their state here, not in the user's runtime directory."""
+    from boltring.observe import store
+
+    os.environ.setdefault(store.RUNTIME_ENV, str(tmp_path_factory.mktemp("runtime")))
 
 
 @pytest.fixture

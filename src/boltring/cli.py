@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     from boltring import bench
 
     bench.register(sub)
+    from boltring.observe import status, watch
+
+    status.register(sub)
+    watch.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

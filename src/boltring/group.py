@@ -28,6 +28,7 @@ import mlx.core as mx
 from boltring import handshake, links, memory, native
 from boltring.errors import BoltError, ConfigError, LinkDown
 from boltring.hostfile import Hostfile, from_environment
+from boltring.observe import metrics, publisher
 from boltring.paths import PathEvent, PathInfo, PeerLink, Settings
 from boltring.rendezvous import Rendezvous
 
@@ -66,6 +67,9 @@ class Group(mx.distributed.Group):
         self._events: list[PathEvent] = []
         self._events_lock = threading.Lock()
         self._closed = False
+        self._publisher: publisher.Publisher | None = None
+        # before any connection: a metrics port that cannot be bound fails at once
+        self._metrics = metrics.serve(*settings.metrics) if settings.metrics else None
         memory.remember(links.interfaces())
         self._links = {
             peer: PeerLink(rank, peer, self._size, hostfile.entries[peer], settings, self._record,
@@ -91,6 +95,7 @@ class Group(mx.distributed.Group):
             raise
         with _live_lock:
             _live.append(self)
+        self._observe()
         _handle_signals()
 
     # ------------------------------------------------------------- internals
@@ -98,6 +103,15 @@ class Group(mx.distributed.Group):
     def _record(self, ev: PathEvent) -> None:
         with self._events_lock:
             self._events.append(ev)
+        if self._publisher is not None:
+            self._publisher.poke()
+
+    def _observe(self) -> None:
+        """Let other processes see this group: its snapshot file, its metrics."""
+        if self._metrics is not None:
+            self._metrics.add(self)
+        if self.settings.publish:
+            self._publisher = publisher.start(self, self._metrics.address if self._metrics else None)
 
     def link(self, peer: int) -> PeerLink:
         try:
@@ -165,7 +179,7 @@ class Group(mx.distributed.Group):
                 "rtt_ms": info.rtt_ms, "stripes": info.stripes,
             }
         return {
-            "rank": self._rank, "size": self._size, "ops": self._native.stats()["ops"],
+            "rank": self._rank, "size": self._size, **self._native.stats(),  # ops, op_seconds, op_buckets
             "bytes_sent": sum(p["bytes_sent"] for p in per_peer.values()),
             "bytes_received": sum(p["bytes_received"] for p in per_peer.values()),
             "peers": per_peer,
@@ -181,6 +195,10 @@ class Group(mx.distributed.Group):
         if self._closed:
             return
         self._closed = True
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._metrics is not None:
+            self._metrics.remove(self)
         self._native.close()  # returns once no collective moves bytes
         failed = self._native.failure() is not None
         for link in self._links.values():
@@ -218,6 +236,9 @@ def init(
     k: int = 3,
     preflight: bool = False,
     min_gbps: float | None = None,
+    publish: bool | None = None,
+    metrics_port: int | None = None,
+    metrics_addr: str | None = None,
 ) -> Group:
     """Form the group.  Reads MLX_HOSTFILE and MLX_RANK as MLX's ring backend does;
     arguments override them.  Raises ConfigError for a bad hostfile or rank, Timeout
@@ -226,7 +247,12 @@ def init(
     With `preflight`, every rank first measures every path to its neighbours (as
     `boltring preflight` does; all ranks must pass it) and raises LinkDown, with one
     reason per failure, when the path the group would use is over `max_rtt_ms` or
-    under `min_gbps`."""
+    under `min_gbps`.
+
+    The group publishes its state for `boltring status` and `boltring watch` unless
+    `publish` is False (default: $BOLTRING_PUBLISH, on).  `metrics_port` (default:
+    $BOLTRING_METRICS_PORT, none) serves Prometheus metrics on `metrics_addr`
+    (default: $BOLTRING_METRICS_ADDR, else 127.0.0.1); 0 takes a free port."""
     if fallback not in ("allow", "never"):
         raise ConfigError(f"fallback must be 'allow' or 'never', not {fallback!r}")
     if isinstance(hostfile, Hostfile):
@@ -243,7 +269,8 @@ def init(
         if not report.ok:
             raise LinkDown("preflight failed: " + "; ".join(report.failures))
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
-                        max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=handshake.secret_from(secret))
+                        max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=handshake.secret_from(secret),
+                        publish=publisher.enabled(publish), metrics=metrics.configured(metrics_port, metrics_addr))
     return Group._form(hf, rank, settings)
 
 

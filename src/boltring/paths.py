@@ -105,6 +105,10 @@ class Settings:
     # taken within a fraction of a second of answering (policy.py: promotion)
     fast_probe_s: float = 0.1
     probe_connect_s: float = 0.5
+    # the group's state as seen from outside its process (observe/): its snapshot file,
+    # and the (address, port) of a Prometheus endpoint
+    publish: bool = True
+    metrics: tuple[str, int] | None = None
 
 
 PROBE_WORKERS = 4  # probes of different paths run at once: a silent path delays no other

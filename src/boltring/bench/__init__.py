@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-STAGES = ("kernels", "baselines", "collectives", "decode", "seed")
+STAGES = ("kernels", "baselines", "collectives", "publish", "decode", "seed")
 
 
 def _size(text: str) -> int:
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         report.write_json(report.summary(results), args.summary)
     from boltring.bench.ui import UI
 
-    ui = UI.make()
+    ui = UI()
     report.show(results, ui)
     try:
         report.plot(results, png_path)

@@ -8,6 +8,7 @@ the seed stage adds a second one for its control pair):
    before the collectives and again after them;
 3. collectives (all_sum, all_gather, send/recv ping-pong) by size and dtype, for
    boltring and for MLX's ring backend, ranks as processes in the lab nodes;
+   then 16 KiB all_sum with the group's state published and not (``publish``);
 4. decode of a tiny sharded Llama: one process, two ranks with no communication
    (the bound for any transport), boltring, MLX's ring;
 5. the seed in miniature: boltring's decode while thunderbolt breaks and heals,
@@ -62,7 +63,7 @@ class Options:
     plot: Path | None = None
     sizes: list[int] = field(default_factory=list)
     dtypes: list[str] = field(default_factory=list)
-    skip: list[str] = field(default_factory=list)  # stages: kernels baselines collectives decode seed
+    skip: list[str] = field(default_factory=list)  # stages: kernels baselines collectives publish decode seed
     prefix: str = ""
     keep_logs: bool = False
     malloc_cache: bool = False
@@ -159,7 +160,7 @@ class Run:
             "schema": 1, "command": opts.command, "options": {**asdict(opts), "out": str(opts.out),
                                                               "plot": str(opts.plot) if opts.plot else None},
             "facts": machine_facts(), "skipped": {}, "errors": [], "kernels": [], "baselines": {},
-            "collectives": [], "decode": {}, "seed": {}, "stages_s": {},
+            "collectives": [], "publish": {}, "decode": {}, "seed": {}, "stages_s": {},
             "load": {},  # 1-minute load average at the start and end of each stage
             "launches": [],  # every set of rank processes: system, hostfiles, environment names
         }
@@ -341,22 +342,65 @@ class Run:
         spec = {"job": "collectives", "cases": cases}
         with self.ui.status(f"forming {ranks}-rank groups: {', '.join(SYSTEMS)}"):
             live = {system: self.start_ranks(system, ranks, spec, stdin=True) for system in SYSTEMS}
+        self.results["collectives"] += self.interleave(live, cases, "collectives",
+                                                       f"collectives, {ranks} ranks: {' vs '.join(SYSTEMS)}")
+
+    def publish(self) -> None:
+        """16 KiB all_sum with the group's state published (the default: a snapshot file
+        rewritten every 0.25 s) and with publishing off: two boltring pairs, their
+        short passes (0.25 s, a snapshot each) alternating in ABBA order."""
+        passes = 10 * self.opts.passes
+        cases = [{"op": "all_sum", "dtype": "bfloat16", "bytes": 16 * KiB, "pass": p, "warmup": 20,
+                  "budget_s": 0.25, "min_iters": 100, "max_iters": 100_000} for p in range(passes)]
+        configs = {"published": True, "not published": False}
+        with self.ui.status("forming two boltring pairs: state published, and not"):
+            live = {name: self.start_ranks("boltring", 2, {"job": "collectives", "cases": cases,
+                                                           "init": {"publish": on}}, stdin=True)
+                    for name, on in configs.items()}
+        lines = self.interleave(live, cases, "publish", "16 KiB all_sum: state published vs not")
+        # per pass, rank 0: the load on a shared machine moves whole passes, so the
+        # passes' medians are compared (each published pass with the unpublished one
+        # next to it), not one median of every sample pooled
+        out: dict[str, Any] = {"cases": lines}
+        per_pass: dict[str, dict[int, float]] = {}
+        for name in configs:
+            mine = [line for line in lines if line["system"] == name and line["rank"] == 0 and line["samples_ns"]]
+            samples = sorted(x for line in mine for x in line["samples_ns"])
+            per_pass[name] = {line["pass"]: median(line["samples_ns"]) / 1e3 for line in mine}
+            if samples:
+                out[name] = {"median_us": median(list(per_pass[name].values())),
+                             "pass_medians_us": list(per_pass[name].values()),
+                             "mean_us": statistics.mean(samples) / 1e3,
+                             "p99_us": samples[int(0.99 * (len(samples) - 1))] / 1e3, "samples": len(samples)}
+        both = sorted(set(per_pass["published"]) & set(per_pass["not published"]))
+        if both:
+            out["paired_ratio"] = median([per_pass["published"][p] / per_pass["not published"][p] for p in both])
+        self.results["publish"] = out
+
+    def interleave(self, live: dict[str, list[Any]], cases: list[dict[str, Any]], stage: str,
+                   title: str) -> list[dict[str, Any]]:
+        """Every case on each system's ranks in `live` (which stay up), systems taking
+        turns case by case in ABBA order; the result lines, each tagged with its
+        system.  A system whose ranks fail is dropped, its error recorded.  Stops
+        every rank at the end."""
+        out: list[dict[str, Any]] = []
+        systems = list(live)
+        last = max(c["pass"] for c in cases)
         try:
-            with self.ui.task(f"collectives, {ranks} ranks: {' vs '.join(SYSTEMS)}",
-                              len(cases) * len(live)) as advance:
+            with self.ui.task(title, len(cases) * len(live)) as advance:
                 for i, case in enumerate(cases):
-                    for system in (SYSTEMS if i % 2 == 0 else SYSTEMS[::-1]):
+                    for system in (systems if i % 2 == 0 else systems[::-1]):
                         if system not in live:
                             continue
                         try:
                             lines = self.step(live[system], "case", 60 + case["bytes"] / MiB)
                         except WorkerError as exc:
-                            self.fail(f"collectives ({system})", exc, live.pop(system))
+                            self.fail(f"{stage} ({system})", exc, live.pop(system))
                             continue
                         for line in lines:
                             line["system"] = system
-                        self.results["collectives"] += lines
-                        if case["pass"] == self.opts.passes - 1:
+                        out += lines
+                        if case["pass"] == last:
                             self.ui.case(system, lines[0])
                         advance()
         finally:
@@ -364,6 +408,7 @@ class Run:
                 for p in procs:
                     p.say("stop")
                 self.finish(procs, 10)
+        return out
 
     def step(self, procs: list[Any], kind: str, timeout: float) -> list[dict[str, Any]]:
         """Let every rank in `procs` take one step; their result lines."""
@@ -509,6 +554,7 @@ class Run:
         if "baselines" not in self.opts.skip and "collectives" not in self.opts.skip:
             self.stage("baselines again", lambda: self.baselines(
                 [16 * KiB] if self.opts.quick else None, "after the collectives"))
+        self.stage("publish", self.publish)
         self.stage("decode", self.decode)
         self.stage("seed", self.seed)
         self.results["total_s"] = round(time.monotonic() - t0, 1)
@@ -529,7 +575,7 @@ def run(opts: Options) -> tuple[dict[str, Any], Path]:
     """Run everything; returns the results and the run's log directory (kept with --keep-logs)."""
     from boltring.bench import report
 
-    ui = UI.make()
+    ui = UI()
 
     def terminated(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -192,6 +192,16 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
                          f"one way (half RTT), p50 of runs: {runs} us; {row['observations']} samples"])
         out.append(("link ceiling (node 0 <-> node 1, thunderbolt0)", ["tool", "size", "median", "detail"], rows))
+    pub = results.get("publish", {})
+    if "published" in pub and "not published" in pub:
+        on, off = pub["published"], pub["not published"]
+        rows = [[name, _us(d["median_us"] / 1e6), _us(d["mean_us"] / 1e6), _us(d["p99_us"] / 1e6), str(d["samples"]),
+                 " ".join(f"{x:.1f}" for x in d["pass_medians_us"])] for name, d in (("published", on),
+                                                                                ("not published", off))]
+        rows.append(["published / not", *(_x(_ratio(on[k], off[k])) for k in ("median_us", "mean_us", "p99_us")),
+                     "", f"pass by pass (ABBA neighbours), median ratio {_x(pub.get('paired_ratio'))}"])
+        out.append(("16 KiB bf16 all_sum with the group's state published or not (rank 0)",
+                    ["", "median of the passes", "mean", "p99", "samples", "median of each pass (us)"], rows))
     dec = results.get("decode", {})
     if dec:
         rows = []
@@ -225,24 +235,16 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
 
 
 def show(results: dict[str, Any], ui: Any) -> None:
-    try:
-        from rich.table import Table
-    except ImportError:
-        Table = None
+    from rich.table import Table
+
     for title, header, rows in tables(results):
-        if Table is not None and hasattr(ui, "console"):
-            t = Table(title=title, title_justify="left")
-            for h in header:
-                t.add_column(h, overflow="fold")
-            for row in rows:
-                style = "red" if "MISSED" in row or "WRONG" in row else None
-                t.add_row(*row, style=style)
-            ui.print(t)
-        else:
-            widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-            ui.print(f"\n{title}")
-            for row in [header, *rows]:
-                ui.print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        t = Table(title=title, title_justify="left")
+        for h in header:
+            t.add_column(h, overflow="fold")
+        for row in rows:
+            style = "red" if "MISSED" in row or "WRONG" in row else None
+            t.add_row(*row, style=style)
+        ui.print(t)
     cores = results.get("facts", {}).get("cores") or 1
     busy = {k: v for k, v in results.get("load", {}).items() if max(v) > cores}
     if busy:
@@ -263,10 +265,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     dec = {s: {k: v for k, v in d.items() if k not in ("rounds", "ids")} if isinstance(d, dict) else d
            for s, d in results.get("decode", {}).items()}
     seed = {k: v for k, v in results.get("seed", {}).items() if k not in ("phases", "events")}
+    publish = {k: v for k, v in results.get("publish", {}).items() if k != "cases"}
     kern = [{k: v for k, v in r.items() if not k.endswith("_ns")} for r in results.get("kernels", [])]
     keep = ("schema", "command", "options", "facts", "skipped", "errors", "stages_s", "load", "total_s")
     return {**{k: results.get(k) for k in keep}, "collectives": pts, "baselines": base, "decode": dec,
-            "seed": seed, "kernels": kern, "targets": results.get("targets", [])}
+            "seed": seed, "publish": publish, "kernels": kern, "targets": results.get("targets", [])}
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

@@ -1,5 +1,4 @@
-"""Terminal progress for `boltring bench`: rich when installed (the `bench` extra),
-plain lines otherwise."""
+"""Terminal progress for `boltring bench`, drawn with rich."""
 
 from __future__ import annotations
 
@@ -22,43 +21,8 @@ def _fmt_case(system: str, line: dict[str, Any]) -> str:
 
 
 class UI:
-    """Plain output; `UI.make()` picks the rich one when it can."""
+    """Progress, notes and the cases as they finish, on a rich console."""
 
-    @staticmethod
-    def make() -> UI:
-        try:
-            import rich  # noqa: F401
-        except ImportError:
-            return UI()
-        return RichUI()
-
-    def print(self, *objs: Any) -> None:
-        print(*objs, flush=True)
-
-    def note(self, text: str) -> None:
-        print(text, flush=True)
-
-    def warn(self, text: str) -> None:
-        print(f"warning: {text}", file=sys.stderr, flush=True)
-
-    def error(self, text: str) -> None:
-        print(f"error: {text}", file=sys.stderr, flush=True)
-
-    def case(self, system: str, line: dict[str, Any]) -> None:
-        print(_fmt_case(system, line), flush=True)
-
-    @contextlib.contextmanager
-    def task(self, name: str, total: int) -> Iterator[Callable[[], None]]:
-        print(f"== {name}", flush=True)
-        yield lambda: None
-
-    @contextlib.contextmanager
-    def status(self, text: str) -> Iterator[None]:
-        print(f"-- {text}", flush=True)
-        yield
-
-
-class RichUI(UI):
     def __init__(self) -> None:
         from rich.console import Console
 
