@@ -13,6 +13,7 @@ import pytest
 
 from boltring.channel import Channel, Listener
 from boltring.lab.netns import unavailable
+import ports
 
 
 LOOPBACK_ALIASES = [f"127.0.0.{n}" for n in range(2, 5)]
@@ -71,19 +72,8 @@ def runtime_dir(tmp_path_factory):
 
 @pytest.fixture
 def free_ports():
-    """`free_ports(n)`: n distinct ports free on 127.0.0.1 right now (held open together)."""
-
-    def take(count: int) -> list[int]:
-        socks = [socket.socket() for _ in range(count)]
-        try:
-            for s in socks:
-                s.bind(("127.0.0.1", 0))
-            return [s.getsockname()[1] for s in socks]
-        finally:
-            for s in socks:
-                s.close()
-
-    return take
+    """`free_ports(n)`: n distinct ports free on 127.0.0.1 right now."""
+    return ports.free_ports
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import queue
 import re
 import select
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from boltring.lab import Lab
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 
@@ -51,12 +51,6 @@ METRICS_POLL = textwrap.dedent(
         time.sleep(0.1)
     """
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lines:

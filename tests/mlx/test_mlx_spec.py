@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ports import free_ports
 
 BOLTRING = pytest.param("boltring", id="boltring", marks=[
     pytest.mark.boltring_spec,
@@ -53,18 +53,6 @@ TIMEOUT_S = {"core": 90.0, "async_eval": 45.0, "two_streams": 45.0, "mlx_lm": 90
 GRACE_S = 5.0  # after one rank fails, how long its peers get to notice before they are killed
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def free_ports(count: int) -> list[int]:
-    """Distinct ports free on loopback right now."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def run_worker(workdir: Path, backend: str, n: int, cases: list[str], timeout: float,

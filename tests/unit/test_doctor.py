@@ -10,7 +10,6 @@ real check runs against loopback at the end.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from boltring.channel import Listener
 from boltring.links import Interface
 from boltring.policy import Candidate
 from boltring.rendezvous import Rendezvous
+from ports import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 PEER_TB, PEER_LAN = "192.168.4.21:5000", "192.168.1.51:5000"
@@ -316,18 +316,12 @@ def test_listen_plan_is_the_rendezvous_rule(machine: Any, name: str, own: tuple[
 # ------------------------------------------------------------------ real checks on loopback
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_check_path_for_real_on_loopback(loopback: str) -> None:
     with Listener("127.0.0.1:0", iface=loopback) as listener:
         status, _, ms = doctor.check_path(Candidate(loopback, links.LinkKind.LOOPBACK, listener.endpoint), 1.0)
         assert status == "connected" and ms is not None
     status, reason, ms = doctor.check_path(
-        Candidate(loopback, links.LinkKind.LOOPBACK, f"127.0.0.1:{_free_port()}"), 1.0)
+        Candidate(loopback, links.LinkKind.LOOPBACK, f"127.0.0.1:{free_port()}"), 1.0)
     assert status == "refused" and "answered" in reason and ms is not None and ms < 1000
     status, reason, _ = doctor.check_path(Candidate("nosuch0", links.LinkKind.THUNDERBOLT, "127.0.0.1:1"), 1.0)
     assert (status, reason) == ("missing", "nosuch0 is missing")
@@ -344,7 +338,7 @@ def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path
     """The live interface table, a hostfile of loopback addresses: exit 0, the
     neighbour reached through the loopback interface (refused: nobody listens)."""
     monkeypatch.setenv(memory.STATE_ENV, str(tmp_path))
-    port = _free_port()
+    port = free_port()
     h = hostfile.parse([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]])
     report = doctor.diagnose(h, 0, timeout=1.0)
     assert report.ok, report.render()

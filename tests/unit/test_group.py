@@ -13,6 +13,7 @@ import pytest
 
 import boltring
 from boltring import ConfigError, Timeout
+from ports import free_ports
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.loopback_aliases]
 
@@ -51,13 +52,10 @@ RANK = textwrap.dedent(
     """
 )
 
-_port = [41000]
-
-
 def hostfile(tmp_path, n=2):
-    _port[0] += 10
-    path = tmp_path / f"hosts{_port[0]}.json"
-    path.write_text(json.dumps([[f"127.0.0.{i + 1}:{_port[0] + i}"] for i in range(n)]))
+    ports = free_ports(n)
+    path = tmp_path / f"hosts{ports[0]}.json"
+    path.write_text(json.dumps([[f"127.0.0.{i + 1}:{p}"] for i, p in enumerate(ports)]))
     return path
 
 
@@ -246,12 +244,11 @@ STRIPES = textwrap.dedent(
 
 
 def test_large_messages_take_turns_over_every_primary_kind_address(tmp_path, procs):
-    _port[0] += 10
-    p = _port[0]
+    p = free_ports(4)
     path = tmp_path / "striped.json"
     # two addresses per rank of the same (best) kind: two stripes
-    path.write_text(json.dumps([[f"127.0.0.1:{p}", f"127.0.0.3:{p + 2}"],
-                                [f"127.0.0.2:{p + 1}", f"127.0.0.4:{p + 3}"]]))
+    path.write_text(json.dumps([[f"127.0.0.1:{p[0]}", f"127.0.0.3:{p[2]}"],
+                                [f"127.0.0.2:{p[1]}", f"127.0.0.4:{p[3]}"]]))
     procs += [subprocess.Popen([sys.executable, "-c", STRIPES, str(path), str(r)], stdout=subprocess.PIPE,
                                text=True) for r in (0, 1)]
     for proc in procs:

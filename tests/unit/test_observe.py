@@ -18,6 +18,7 @@ import pytest
 import boltring
 from boltring import ConfigError
 from boltring.observe import metrics, store
+from ports import free_ports
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,16 +37,6 @@ RANK = textwrap.dedent(
     sys.stdin.readline()
     """
 )
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ for real between two ranks in one process over loopback (bound to ``lo``)."""
 from __future__ import annotations
 
 import json
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from boltring import handshake, hostfile, memory, preflight
 from boltring.channel import Listener
 from boltring.preflight import PathResult, Report, evaluate
+from ports import free_port
 
 MiB = 1 << 20
 
@@ -103,12 +103,6 @@ def test_report_json_and_table() -> None:
 # ------------------------------------------------------------------ for real, on loopback
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv(memory.STATE_ENV, str(tmp_path))
@@ -117,7 +111,7 @@ def state(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def _hosts() -> hostfile.Hostfile:
-    port = _free_port()
+    port = free_port()
     return hostfile.parse([[f"127.0.0.1:{port}"], [f"127.0.0.1:{port + 1}"]], "loop.json")
 
 

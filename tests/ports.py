@@ -1,0 +1,22 @@
+"""Ports for test ranks, chosen by the OS: no fixed ports, so runs side by side never collide."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct ports free on `host` right now (held open together while chosen)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """One port free on `host` right now."""
+    return free_ports(1, host)[0]
