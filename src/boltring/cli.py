@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     from boltring import bench
 
     bench.register(sub)
+    from boltring import run
+
+    run.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
