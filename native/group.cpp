@@ -97,6 +97,12 @@ void BoltGroup::close(double wait_s) {
   turn_cv_.wait_for(lk, std::chrono::duration<double>(wait_s), [&] { return !running_; });
 }
 
+void BoltGroup::drain(double wait_s) {
+  std::unique_lock<std::mutex> lk(mu_);
+  turn_cv_.wait_for(lk, std::chrono::duration<double>(wait_s),
+                    [&] { return turn_ == next_ticket_ || closed_ || fatal_; });
+}
+
 bool BoltGroup::closed() {
   std::lock_guard<std::mutex> lk(mu_);
   return closed_;
