@@ -6,6 +6,8 @@
   so the wheel requires exactly that MLX version at run time (an MLX of another
   version has another C++ ABI), and the nanobind it uses must share mlx.core's
   nanobind internals (checked below, not assumed).
+- _boltring_hook.pth (the start-up hook, BOLTRING_MLX) goes to site-packages itself,
+  for `pip install .` and for `pip install -e .` alike.
 """
 
 import re
@@ -17,8 +19,11 @@ from pathlib import Path
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
+from setuptools.command.editable_wheel import editable_wheel
 
 ROOT = Path(__file__).resolve().parent
+HOOK_PTH = ROOT / "src" / "_boltring_hook.pth"
 
 # -std=gnu99 keeps csrc/ C99 while letting Cython's generated code use POSIX names.
 cflags = ["-O3", "-std=gnu99", "-Wall", "-Wextra", "-Wno-unused-function", "-Wno-unused-parameter"]
@@ -86,6 +91,25 @@ class BuildExt(build_ext):
         shutil.copyfile(built, out)
 
 
+class BuildPy(build_py):
+    """Also the hook's .pth, at the wheel's root: the root of a wheel is site-packages."""
+
+    def run(self) -> None:
+        super().run()
+        self.copy_file(str(HOOK_PTH), str(Path(self.build_lib) / HOOK_PTH.name), preserve_mode=False)
+
+
+class EditableWheel(editable_wheel):
+    """`pip install -e .`: the editable wheel is made from its own directory, not from
+    build_lib (which only a strict editable install links), so the .pth goes there."""
+
+    def _run_build_commands(self, dist_name: str, unpacked_wheel: str, build_lib: str,
+                            tmp_dir: str) -> tuple[list[str], dict[str, str]]:
+        outputs = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
+        shutil.copyfile(HOOK_PTH, Path(unpacked_wheel) / HOOK_PTH.name)
+        return outputs
+
+
 def _mlx_requirement() -> list[str]:
     """MLX, pinned to the version the native group is compiled against."""
     try:
@@ -101,7 +125,7 @@ def _mlx_requirement() -> list[str]:
 setup(
     ext_modules=cythonize([core], language_level=3, compiler_directives={"embedsignature": True})
     + [CMakeExtension("boltring._native", "native")],
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "editable_wheel": EditableWheel},
     cffi_modules=["src/boltring/_netinfo_build.py:ffibuilder"],
     # _cffi_backend is needed at run time by the cffi-built boltring._netinfo; rich draws
     # `boltring watch` (imported by that command only)

@@ -98,6 +98,12 @@ void BoltGroup::close(double wait_s) {
   turn_cv_.wait_for(lk, std::chrono::duration<double>(wait_s), [&] { return !running_; });
 }
 
+void BoltGroup::drain(double wait_s) {
+  std::unique_lock<std::mutex> lk(mu_);
+  turn_cv_.wait_for(lk, std::chrono::duration<double>(wait_s),
+                    [&] { return turn_ == next_ticket_ || closed_ || fatal_; });
+}
+
 bool BoltGroup::closed() {
   std::lock_guard<std::mutex> lk(mu_);
   return closed_;
@@ -156,10 +162,10 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
       fatal_.emplace(Fail::Timeout, "rank " + std::to_string(rank_) +
                                         ": an earlier collective of this group did not finish within the deadline");
   }
-  if (turn_ != ticket) {  // the group failed or closed while this one waited
-    if (fatal_) throw *fatal_;
-    throw Failure(Fail::PeerClosed, "rank " + std::to_string(rank_) + ": the group is closed");
-  }
+  // the group failed or closed before this one's turn, or as it came: refused here,
+  // before `turn` exists (its destructor takes mu_, which `lk` still holds)
+  if (fatal_) throw *fatal_;
+  if (closed_) throw Failure(Fail::PeerClosed, "rank " + std::to_string(rank_) + ": the group is closed");
   struct Turn {  // whatever happens, the next ticket runs after this one
     BoltGroup* g;
     ~Turn() {
@@ -170,8 +176,6 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
     }
   } turn{this};
   running_ = true;
-  if (fatal_) throw *fatal_;
-  if (closed_) throw Failure(Fail::PeerClosed, "rank " + std::to_string(rank_) + ": the group is closed");
   Ctx c;
   c.rank = rank_;
   c.size = size_;

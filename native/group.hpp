@@ -53,6 +53,10 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   // Stop: waiting and running collectives raise PeerClosed; returns once none
   // runs (at most `wait_s`), after which the caller may close the connections.
   void close(double wait_s = 2.0);
+  // Wait (at most `wait_s`) until every collective whose task has been dispatched
+  // has finished, or the group has failed or closed: at exit, so that a peer still
+  // issuing its side of them gets it before this rank's GOODBYE.
+  void drain(double wait_s);
   bool closed();
   // A failure that ends the group (every later operation raises it), or none.
   std::optional<Failure> failure();

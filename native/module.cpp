@@ -162,6 +162,10 @@ NB_MODULE(_native, m) {
              nb::gil_scoped_release nogil;
              g.close(wait_s);
            }, "wait_s"_a = 2.0)
+      .def("drain", [](BoltGroup& g, double wait_s) {
+             nb::gil_scoped_release nogil;
+             g.drain(wait_s);
+           }, "wait_s"_a, "Wait until every dispatched collective has finished (at exit, before GOODBYE).")
       .def_prop_ro("closed", &BoltGroup::closed)
       .def("set_timeout", &BoltGroup::set_timeout, "timeout_s"_a)
       .def("failure", [](BoltGroup& g) -> nb::object {

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
     status.register(sub)
     watch.register(sub)
+    from boltring import run
+
+    run.register(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -292,10 +292,14 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 @atexit.register
 def _close_all() -> None:
+    """At exit: every group's collectives in flight finish first (within the group's
+    deadline; mlx-lm's generate_step leaves one step evaluating, which the peer may
+    not have issued yet), then GOODBYE."""
     with _live_lock:
         groups = list(_live)
     for group in groups:
         try:
+            group._native.drain(group.settings.timeout_s)
             group.close()
         except BoltError:
             pass

@@ -41,6 +41,19 @@ RANK = textwrap.dedent(
         elif plan == "send_close":
             mx.eval(g.send(x * 7, 1 - rank))
             g.close()
+        elif plan == "close_first":
+            a = mx.random.normal((1500, 1500))
+            for _ in range(6):
+                a = a @ a / 40.0  # some CPU work on the stream, ahead of the collective
+            y = g.all_sum(a.sum())
+            mx.async_eval(y)
+            g.close()  # before the collective's task has started
+            mx.eval(y)
+        elif plan == "leave_in_flight":
+            mx.async_eval(g.all_sum(x))  # and exit at once, as mlx-lm's generate_step can
+        elif plan == "late_sum":
+            time.sleep(1.0)
+            assert g.all_sum(x)[0].item() == 3
         elif plan == "late_recv":
             time.sleep(1.5)  # the peer has sent, closed and said GOODBYE on every connection
             y = g.recv_like(x, 1 - rank)
@@ -106,6 +119,20 @@ def test_frames_sent_before_a_goodbye_are_still_received(tmp_path, procs, sender
     line = read_until(receiver, "received")
     assert float(line[1]) == 7 * (sender + 1)  # the sender's x * 7, x = rank + 1
     assert read_until(receiver, "error")[1] == "PeerClosed"
+
+
+def test_a_collective_whose_task_starts_after_close_raises_peer_closed(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "close_first"), start(path, 1, "idle")]
+    assert read_until(procs[0], "error")[1] == "PeerClosed"
+    assert procs[0].wait(timeout=10) == 0
+
+
+def test_at_exit_a_collective_in_flight_finishes_before_goodbye(tmp_path, procs):
+    path = hostfile(tmp_path)
+    procs += [start(path, 0, "late_sum"), start(path, 1, "leave_in_flight")]
+    read_until(procs[0], "done")
+    assert [p.wait(timeout=10) for p in procs] == [0, 0]
 
 
 def test_sigterm_says_goodbye(tmp_path, procs):

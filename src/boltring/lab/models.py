@@ -8,6 +8,8 @@ whose mlx-lm code also splits layers across ranks (``pipeline``: ``send``,
 ``recv_like`` and ``all_gather``).
 ``greedy_decode`` and ``forced_logits`` run it one token at a time through the KV
 cache, as decoding does: two ``all_sum`` of ``[1, 1, hidden]`` per layer per token.
+``write_model`` puts one in a directory, with a tokenizer, for mlx-lm's own loaders
+and command-line tools (``mlx_lm.benchmark --model DIR``).
 
 Random weights make greedy decoding settle on one token quickly, so comparisons
 should also use ``forced_logits`` over a varied token sequence (teacher forcing).
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
@@ -62,8 +65,6 @@ def build_model(shape: LlamaShape | None = None, *, arch: str = "llama", seed: i
     """An mlx-lm model of ``arch`` with random weights from ``seed``, cast to ``dtype``
     and evaluated.  ``overrides`` replace fields of ``shape`` (``hidden_size=512``, ...).
     The same arguments give bit-identical weights in every process."""
-    from dataclasses import replace
-
     shape = replace(shape or LlamaShape(), **overrides)
     mx.random.seed(seed)
     model = _arch(arch).Model(shape.args(arch))
@@ -76,6 +77,28 @@ def build_llama(shape: LlamaShape | None = None, *, seed: int = 0, dtype: mx.Dty
                 **overrides: int) -> Any:
     """An mlx-lm Llama with random weights from ``seed`` (see ``build_model``)."""
     return build_model(shape, arch="llama", seed=seed, dtype=dtype, **overrides)
+
+
+def write_model(directory: str | Path, shape: LlamaShape | None = None, *, arch: str = "llama",
+                seed: int = 0, dtype: mx.Dtype = mx.bfloat16, **overrides: int) -> Path:
+    """``build_model(...)`` as an mlx-lm model directory: ``config.json``, the weights
+    (``model.safetensors`` and its index) and a word-level tokenizer whose words are
+    ``w0`` ... ``w<vocab_size - 1>`` (``w0`` unknown, ``w1`` end of sequence).
+    mlx-lm's ``load``, ``sharded_load`` and command-line tools read it as they read a
+    downloaded model (set HF_HUB_OFFLINE=1: nothing needs the network)."""
+    from mlx_lm.utils import save_config, save_model
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    shape = replace(shape or LlamaShape(), **overrides)
+    out = Path(directory)
+    save_model(out, build_model(shape, arch=arch, seed=seed, dtype=dtype))
+    # unset fields (None) are left out: transformers' config check refuses them
+    save_config({k: v for k, v in asdict(shape.args(arch)).items() if v is not None}, out / "config.json")
+    words = Tokenizer(models.WordLevel({f"w{i}": i for i in range(shape.vocab_size)}, unk_token="w0"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="w0", eos_token="w1").save_pretrained(out)
+    return out
 
 
 def shard(model: Any, group: Any) -> Any:
@@ -168,4 +191,4 @@ def forced_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
 
 
 __all__ = ["ARCHES", "Decode", "LlamaShape", "build_llama", "build_model", "forced_logits",
-           "greedy_decode", "mlx_lm_tokens", "pipeline", "prompt_tokens", "shard"]
+           "greedy_decode", "mlx_lm_tokens", "pipeline", "prompt_tokens", "shard", "write_model"]
