@@ -460,7 +460,12 @@ class Run:
             self.results["decode"][system] = {
                 "ranks": runs[system], "model": model, "builder": built[system]["builder"],
                 "routing": built[system]["routing"], "rounds": got,
-                "tokens_per_s": median([r["tokens_per_s"] for r in timed]), "ids": timed[-1]["ids"]}
+                "tokens_per_s": median([r["tokens_per_s"] for r in timed]), "ids": timed[-1]["ids"],
+                # where a token's time goes on rank 0: cores busy (all its threads), and
+                # the part of each token spent inside collectives (waiting for the peer included)
+                "cpu_cores": median([r["cpu_s"] / r["seconds"] for r in timed]),
+                "collective_ms_per_token": (median([1e3 * r["collective_s"] / r["tokens"] for r in timed])
+                                            if all(r.get("collective_s") is not None for r in timed) else None)}
             self.ui.note(f"decode {system}: {self.results['decode'][system]['tokens_per_s']:.1f} tokens/s")
         d = self.results["decode"]
         if "boltring" in d and "mlx" in d:

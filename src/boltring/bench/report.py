@@ -209,6 +209,10 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
             if not isinstance(d, dict):
                 continue
             note = " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])
+            if d.get("cpu_cores") is not None:
+                note += f"  | {d['cpu_cores']:.2f} cores busy"
+            if d.get("collective_ms_per_token") is not None:
+                note += f", {d['collective_ms_per_token']:.1f} ms/token in collectives"
             rows.append([LABELS[s], str(d["ranks"]), _tps(d["tokens_per_s"]), note])
         seed = results.get("seed", {})
         for phase, rate in seed.get("tokens_per_s", {}).items():

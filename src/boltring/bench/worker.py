@@ -57,6 +57,10 @@ class Comm:
     def path(self) -> str | None:
         return None
 
+    def collective_seconds(self) -> float | None:
+        """Time spent inside collectives so far (from each one's turn to its end), where known."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -94,6 +98,9 @@ class BoltComm(GroupComm):
     def path(self) -> str | None:
         peer = 1 if self.rank == 0 else 0
         return self.group.path(peer).iface
+
+    def collective_seconds(self) -> float | None:
+        return float(self.group.stats()["op_seconds"])
 
     def close(self) -> None:
         self.group.close()
@@ -321,9 +328,12 @@ def decode(comm: Comm, spec: dict[str, Any]) -> None:
     for i in range(spec["warmup"] + spec["rounds"]):
         if not gate():
             return
+        cpu0, in0 = time.process_time(), comm.collective_seconds()
         tokens, seconds = _decode_round(llama, prompt, m["tokens"])
+        cpu, inside = time.process_time() - cpu0, comm.collective_seconds()
         emit(type="decode", round=i, warmup=i < spec["warmup"], tokens=len(tokens), seconds=seconds,
-             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path())
+             tokens_per_s=len(tokens) / seconds, ids=tokens, path=comm.path(), cpu_s=cpu,
+             collective_s=None if in0 is None or inside is None else inside - in0)
 
 
 def seed_rounds(comm: Comm, llama: Any, prompt: list[int], spec: dict[str, Any]) -> None:
