@@ -15,18 +15,27 @@ constexpr int kSliceMs = 50;
 constexpr size_t kResumeBytes = 48;  // epoch u64, frontier u64, 256-bit bitmap
 constexpr uint64_t kBitmap = 256;
 constexpr size_t kMaxRun = 32;  // sends (and as many receives) per bolt_run: MAX_OPS is 64
-constexpr int64_t kSpinUs = 40;  // default; BOLTRING_SPIN_US overrides (0: never spin)
+constexpr int64_t kSpinMostUs = 1000;  // default; BOLTRING_SPIN_US overrides (0: never spin)
+constexpr int64_t kSpinLeastNs = 40'000;
 
-// How long a step polls its sockets without sleeping before it waits in poll().
-// Measured over loopback on a 2-core machine: 16 KiB all_sums in one graph cost
-// 60-110 us each without the spin, 26-43 us with 30-60 us of it; 100 us got worse
-// again (the spinning thread takes the core the peer needs).
-int64_t spin_ns() {
+// The longest a step polls its sockets without sleeping before it waits in poll().
+int64_t spin_most_ns() {
   static const int64_t ns = [] {
     const char* v = std::getenv("BOLTRING_SPIN_US");
-    return (v ? std::max<int64_t>(0, std::atoll(v)) : kSpinUs) * 1000;
+    return (v ? std::max<int64_t>(0, std::atoll(v)) : kSpinMostUs) * 1000;
   }();
   return ns;
+}
+
+// How long this step spins: twice the group's recent waits, so a wait that usually
+// ends within a spin never pays a wake-up from poll() (on a busy machine that costs
+// more than the exchange: 16 KiB all_sums took 60-110 us without a spin, 25 us with
+// one; decode's all_sums, whose peer arrives some hundred microseconds late, halve
+// with a long spin), while waits longer than the most sleep after the least.
+int64_t spin_budget(int64_t wait_ema_ns) {
+  const int64_t most = spin_most_ns(), least = std::min(kSpinLeastNs, most);
+  if (wait_ema_ns >= most) return least;
+  return std::clamp(2 * wait_ema_ns, least, most);
 }
 
 void put64(uint8_t* p, uint64_t v) {
@@ -349,6 +358,7 @@ void Op::run(const std::vector<Frame*>& frames) {
   }
   std::vector<Frame*>& run = a_.run;
   std::vector<bolt_op>& ops = a_.ops;
+  int64_t batch_began = bolt_now_ns();
   for (;;) {
     ready(links, frames);
     run.clear();
@@ -379,10 +389,8 @@ void Op::run(const std::vector<Frame*>& frames) {
         ops[i].after = &ops[std::find(run.begin(), run.end(), w) - run.begin()];
     }
     int failed = -1;
-    // spin briefly before sleeping in poll: the peer's frame is usually microseconds
-    // away, and a poll wake-up costs more than that on a busy machine
     int rc = BOLT_ESLICE;
-    for (int64_t until = bolt_now_ns() + spin_ns(); rc == BOLT_ESLICE && bolt_now_ns() < until;)
+    for (int64_t until = bolt_now_ns() + spin_budget(a_.wait_ema_ns); rc == BOLT_ESLICE && bolt_now_ns() < until;)
       rc = bolt_run_wake(ops.data(), static_cast<int>(ops.size()), deadline_ns_, 0, &failed, wake_fd_);
     if (rc == BOLT_ESLICE)
       rc = bolt_run_wake(ops.data(), static_cast<int>(ops.size()), deadline_ns_, kSliceMs, &failed, wake_fd_);
@@ -391,7 +399,12 @@ void Op::run(const std::vector<Frame*>& frames) {
       run[i]->op.after = nullptr;
       if (ops[i].finished && !run[i]->done) completed(*run[i]);
     }
-    if (rc == 0) continue;
+    if (rc == 0) {  // learn how long a batch waits (an outlier counts as twice the most)
+      const int64_t now = bolt_now_ns();
+      a_.wait_ema_ns += (std::min(now - batch_began, 2 * spin_most_ns()) - a_.wait_ema_ns) / 8;
+      batch_began = now;
+      continue;
+    }
     if (rc == BOLT_ESLICE || rc == BOLT_EWAKE) {
       drain(wake_fd_);
       check_interrupt();

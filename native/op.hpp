@@ -73,6 +73,7 @@ struct Arena {
   std::vector<Frame*> batch, run, acks;
   std::vector<Link*> touched;
   std::vector<bolt_op> ops;
+  int64_t wait_ema_ns = 0;  // how long a step's batch has waited lately: the spin follows it
   bool busy = false;
 };
 
