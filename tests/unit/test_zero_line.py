@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import site
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 import _boltring_hook as hook
 import boltring
+from ports import free_port_run, free_ports
 from test_mlx_dropin import plain_hostfile
 
 WORKER = Path(__file__).with_name("plain_mx_worker.py")
@@ -43,26 +43,6 @@ def child_env(**extra: str) -> dict[str, str]:
 def python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], env=child_env(**env), capture_output=True,
                           text=True, timeout=60)
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive ports free on loopback now (mlx.launch uses
-    --starting-port, then one more per rank)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        socks = [socket.socket() for _ in range(count)]
-        try:
-            for i, s in enumerate(socks):
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise AssertionError(f"no {count} consecutive free ports")
 
 
 def reports(out: str, err: str, n: int) -> list[dict[str, Any]]:
@@ -183,7 +163,7 @@ def test_mlx_launch_without_it_runs_the_same_script_on_mlx_ring(tmp_path: Path) 
 def test_boltring_run_runs_an_unmodified_script_on_boltring(tmp_path: Path, style: str) -> None:
     procs = []
     try:
-        for rank, entries in enumerate(plain_hostfile(2)):
+        for rank, entries in enumerate(plain_hostfile(free_ports(2))):
             path = tmp_path / f"hosts_{rank}.json"
             path.write_text(json.dumps(entries))
             argv = [sys.executable, "-m", "boltring.cli", "run", "--fallback", "never", "--timeout-s", "15",
