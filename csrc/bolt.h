@@ -21,6 +21,7 @@
 #define BOLT_HEADER_SIZE 32u
 /* No frame may announce more than this; checked before anything is sized. */
 #define BOLT_MAX_PAYLOAD (UINT64_C(1) << 36) /* 64 GiB */
+#define BOLT_MAX_OPS 64 /* ops in one bolt_run */
 
 enum bolt_kind {
     BOLT_KIND_HELLO = 1,

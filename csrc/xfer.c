@@ -16,7 +16,6 @@
 #define SEND_FLAGS MSG_DONTWAIT /* SO_NOSIGPIPE is set on the socket */
 #endif
 
-#define MAX_OPS 64
 /* One syscall never moves more than this, so a huge buffer cannot overflow
  * the iovec length types of any platform. */
 #define MAX_CHUNK ((uint64_t)1 << 30)
@@ -237,9 +236,9 @@ int bolt_run(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
 int bolt_run_wake(bolt_op *ops, int nops, int64_t deadline_ns, int slice_ms,
                   int *failed, int wake_fd)
 {
-    struct pollfd pfd[MAX_OPS + 1];
-    int idx[MAX_OPS];
-    if (nops < 0 || nops > MAX_OPS)
+    struct pollfd pfd[BOLT_MAX_OPS + 1];
+    int idx[BOLT_MAX_OPS];
+    if (nops < 0 || nops > BOLT_MAX_OPS)
         return -EINVAL;
     int64_t slice_end = slice_ms >= 0 ? bolt_now_ns() + (int64_t)slice_ms * 1000000 : 0;
     for (;;) {

@@ -14,7 +14,7 @@ namespace {
 constexpr int kSliceMs = 50;
 constexpr size_t kResumeBytes = 48;  // epoch u64, frontier u64, 256-bit bitmap
 constexpr uint64_t kBitmap = 256;
-constexpr size_t kMaxRun = 32;  // sends (and as many receives) per bolt_run: MAX_OPS is 64
+constexpr size_t kMaxRun = BOLT_MAX_OPS / 2;  // sends (and as many receives) per bolt_run
 constexpr int64_t kSpinMostUs = 1000;  // default; BOLTRING_SPIN_US overrides (0: never spin)
 constexpr int64_t kSpinLeastNs = 40'000;
 

@@ -4,6 +4,34 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 cdef extern from "bolt.h" nogil:
     enum:
+        BOLT_MAX_OPS
+        BOLT_KIND_HELLO
+        BOLT_KIND_AUTH
+        BOLT_KIND_DATA
+        BOLT_KIND_PING
+        BOLT_KIND_PONG
+        BOLT_KIND_SWITCH
+        BOLT_KIND_GOODBYE
+        BOLT_KIND_RESUME
+        BOLT_KIND_ACK
+        BOLT_DT_RAW
+        BOLT_DT_BOOL
+        BOLT_DT_U8
+        BOLT_DT_U16
+        BOLT_DT_U32
+        BOLT_DT_U64
+        BOLT_DT_I8
+        BOLT_DT_I16
+        BOLT_DT_I32
+        BOLT_DT_I64
+        BOLT_DT_F16
+        BOLT_DT_BF16
+        BOLT_DT_F32
+        BOLT_DT_F64
+        BOLT_DT_C64
+        BOLT_SUM
+        BOLT_MAX
+        BOLT_MIN
         BOLT_HEADER_SIZE
         BOLT_MAGIC
         BOLT_VERSION
@@ -40,6 +68,7 @@ cdef extern from "bolt.h" nogil:
     void bolt_header_encode(const bolt_header *h, uint8_t *out)
     int bolt_header_decode(const uint8_t *inp, bolt_header *h)
     uint32_t bolt_crc32c(uint32_t crc, const void *data, size_t len)
+    size_t bolt_dtype_size(int dtype)
 
     int bolt_connect(const char *ip, uint16_t port, const char *ifname, int timeout_ms, int sndbuf, int rcvbuf)
     int bolt_listen(const char *ip, uint16_t port, const char *ifname, int backlog)

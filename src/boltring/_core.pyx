@@ -19,21 +19,35 @@ import os as _os
 
 from boltring import errors as _errors
 
-KIND_HELLO = 1
-KIND_AUTH = 2
-KIND_DATA = 3
-KIND_PING = 4
-KIND_PONG = 5
-KIND_SWITCH = 6
-KIND_GOODBYE = 7
-KIND_RESUME = 8
-KIND_ACK = 9
-KIND_NAMES = {1: "HELLO", 2: "AUTH", 3: "DATA", 4: "PING", 5: "PONG", 6: "SWITCH", 7: "GOODBYE",
-              8: "RESUME", 9: "ACK"}
+# The wire's numbers, all from csrc/bolt.h (tests/unit/test_wire_table.py reads the
+# header and checks every name here).
+KIND_HELLO = BOLT_KIND_HELLO
+KIND_AUTH = BOLT_KIND_AUTH
+KIND_DATA = BOLT_KIND_DATA
+KIND_PING = BOLT_KIND_PING
+KIND_PONG = BOLT_KIND_PONG
+KIND_SWITCH = BOLT_KIND_SWITCH
+KIND_GOODBYE = BOLT_KIND_GOODBYE
+KIND_RESUME = BOLT_KIND_RESUME
+KIND_ACK = BOLT_KIND_ACK
+KIND_NAMES = {KIND_HELLO: "HELLO", KIND_AUTH: "AUTH", KIND_DATA: "DATA", KIND_PING: "PING",
+              KIND_PONG: "PONG", KIND_SWITCH: "SWITCH", KIND_GOODBYE: "GOODBYE", KIND_RESUME: "RESUME",
+              KIND_ACK: "ACK"}
+
+# dtype codes by the header's names (BOLT_DT_<name>)
+DTYPE_CODES = {"RAW": BOLT_DT_RAW, "BOOL": BOLT_DT_BOOL, "U8": BOLT_DT_U8, "U16": BOLT_DT_U16,
+               "U32": BOLT_DT_U32, "U64": BOLT_DT_U64, "I8": BOLT_DT_I8, "I16": BOLT_DT_I16,
+               "I32": BOLT_DT_I32, "I64": BOLT_DT_I64, "F16": BOLT_DT_F16, "BF16": BOLT_DT_BF16,
+               "F32": BOLT_DT_F32, "F64": BOLT_DT_F64, "C64": BOLT_DT_C64}
 
 HEADER_SIZE = BOLT_HEADER_SIZE
 MAX_PAYLOAD = BOLT_MAX_PAYLOAD
-MAX_OPS = 64
+MAX_OPS = BOLT_MAX_OPS
+
+
+def dtype_size(int code):
+    """Bytes per element of a wire dtype code (the C core's own table; 0 if unknown)."""
+    return bolt_dtype_size(code)
 
 # A blocking call gives Python its signals back this often (Ctrl-C stays prompt).
 cdef int SLICE_MS = 100
@@ -413,9 +427,9 @@ def crc32c(data, unsigned int crc=0):
 
 # ------------------------------------------------------------------- reduce
 
-REDUCE_SUM = 0
-REDUCE_MAX = 1
-REDUCE_MIN = 2
+REDUCE_SUM = BOLT_SUM
+REDUCE_MAX = BOLT_MAX
+REDUCE_MIN = BOLT_MIN
 
 
 def reduce(int op, int dtype, int itemsize, dst, src):

@@ -1,4 +1,5 @@
-"""MLX dtypes and their wire codes (csrc/bolt.h `bolt_dtype`), in one table.
+"""MLX dtypes and their wire codes: which MLX dtype is which of csrc/bolt.h's
+`bolt_dtype` names; the codes and sizes themselves come from the C core.
 
 bfloat16 has no struct/buffer format that Python knows, so dtypes are never read
 from buffer formats: they come from the array, or from the caller.
@@ -8,24 +9,19 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-RAW = 0
+from boltring import _core
 
+RAW = _core.DTYPE_CODES["RAW"]
+
+# MLX dtype -> its name in bolt.h (BOLT_DT_<name>)
+_NAMES: dict[mx.Dtype, str] = {
+    mx.bool_: "BOOL", mx.uint8: "U8", mx.uint16: "U16", mx.uint32: "U32", mx.uint64: "U64",
+    mx.int8: "I8", mx.int16: "I16", mx.int32: "I32", mx.int64: "I64",
+    mx.float16: "F16", mx.bfloat16: "BF16", mx.float32: "F32", mx.float64: "F64", mx.complex64: "C64",
+}
 # dtype -> (wire code, itemsize)
 _TABLE: dict[mx.Dtype, tuple[int, int]] = {
-    mx.bool_: (1, 1),
-    mx.uint8: (2, 1),
-    mx.uint16: (3, 2),
-    mx.uint32: (4, 4),
-    mx.uint64: (5, 8),
-    mx.int8: (6, 1),
-    mx.int16: (7, 2),
-    mx.int32: (8, 4),
-    mx.int64: (9, 8),
-    mx.float16: (10, 2),
-    mx.bfloat16: (11, 2),
-    mx.float32: (12, 4),
-    mx.float64: (13, 8),
-    mx.complex64: (14, 8),
+    dtype: (_core.DTYPE_CODES[name], _core.dtype_size(_core.DTYPE_CODES[name])) for dtype, name in _NAMES.items()
 }
 _BY_CODE = {code: dtype for dtype, (code, _) in _TABLE.items()}
 
