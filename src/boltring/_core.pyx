@@ -40,6 +40,12 @@ DTYPE_CODES = {"RAW": BOLT_DT_RAW, "BOOL": BOLT_DT_BOOL, "U8": BOLT_DT_U8, "U16"
                "I32": BOLT_DT_I32, "I64": BOLT_DT_I64, "F16": BOLT_DT_F16, "BF16": BOLT_DT_BF16,
                "F32": BOLT_DT_F32, "F64": BOLT_DT_F64, "C64": BOLT_DT_C64}
 
+# the C core's own failure codes a caller may need to tell apart (BoltError.code)
+ENOIF = BOLT_ENOIF
+ECLOSED = BOLT_ECLOSED
+EGOODBYE = BOLT_EGOODBYE
+ETRUNC = BOLT_ETRUNC
+
 HEADER_SIZE = BOLT_HEADER_SIZE
 MAX_PAYLOAD = BOLT_MAX_PAYLOAD
 MAX_OPS = BOLT_MAX_OPS
@@ -72,7 +78,14 @@ _PEER_ERRNOS = {_errno.ECONNRESET, _errno.EPIPE, _errno.ECONNABORTED, _errno.ENO
 
 
 def error_for(int rc, str where):
-    """The exception for a negative code from C, its message naming `where`."""
+    """The exception for a negative code from C, its message naming `where`, its
+    `code` the code itself."""
+    exc = _exception_for(rc, where)
+    exc.code = rc
+    return exc
+
+
+def _exception_for(int rc, str where):
     if rc == BOLT_ENOIF:
         return _errors.LinkDown(f"{where}: the interface is missing; nothing is sent another way "
                                 "(bring the link up, or allow a fallback path)")

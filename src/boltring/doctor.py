@@ -41,14 +41,13 @@ import errno as _errno
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from boltring import endpoint, links, listening, memory, paths
+from boltring import _core, endpoint, links, listening, memory, paths
 from boltring.channel import Channel, Listener
 from boltring.errors import BoltError, LinkDown, Timeout
 from boltring.hostfile import Address, Hostfile, dials
@@ -234,19 +233,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
             for r in [header, *rows]]
 
 
-_ERRNO_RE = re.compile(r"\(errno (\d+)\)")
-
-
-def errno_of(exc: BaseException) -> int | None:
-    """The errno behind a boltring error: its ``errno`` attribute when set, else the
-    "(errno N)" that ``_core.error_for`` writes into the message."""
-    e = getattr(exc, "errno", None)
-    if isinstance(e, int):
-        return e
-    m = _ERRNO_RE.search(str(exc))
-    return int(m.group(1)) if m else None
-
-
 def _ip(remote: str) -> str:
     return endpoint.parse(remote)[0]
 
@@ -296,8 +282,8 @@ def check_path(c: Candidate, timeout: float) -> tuple[str, str, float | None]:
             chan = Channel.connect(c.remote, iface=c.iface, timeout=min(left, 0.5))
         except LinkDown as exc:
             ms = (time.monotonic() - t1) * 1000.0
-            e = errno_of(exc)
-            if "interface is missing" in str(exc):
+            e = exc.errno
+            if exc.code == _core.ENOIF:
                 return "missing", f"{c.iface} is missing", None
             if e == _errno.ECONNREFUSED:
                 refused = ("refused", "the peer host answered (refused: no rank listens there yet)", ms)

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 
 class BoltError(Exception):
-    """Root of every error boltring raises."""
+    """Root of every error boltring raises.
+
+    `code`: the C core's code behind it, where the C core reported it: a negative
+    errno, or one of the core's own codes (``_core.ENOIF``: the interface is missing,
+    ...).  Errors from an errno also carry it as `errno`.  Tell failures apart by
+    these and by the class, never by the message."""
+
+    code: int | None = None
 
 
 class LinkDown(BoltError, ConnectionError):

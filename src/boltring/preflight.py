@@ -48,7 +48,7 @@ from typing import Any
 
 from boltring import _core, endpoint, handshake, links, listening, memory
 from boltring.channel import Channel, Listener
-from boltring.doctor import errno_of, local_state
+from boltring.doctor import local_state
 from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
 from boltring.hostfile import Address, Hostfile, dials, from_environment
 from boltring.links import Interface, LinkKind
@@ -289,9 +289,9 @@ def _connect(c: Candidate, peer: int, st: _Settings, deadline: float) -> tuple[C
             return None, "error", str(exc)
         except LinkDown as exc:
             _close(chan)
-            if "interface is missing" in str(exc):
+            if exc.code == _core.ENOIF:
                 return None, "missing", f"{c.iface} is missing"
-            if errno_of(exc) == errno.ECONNREFUSED:
+            if exc.errno == errno.ECONNREFUSED:
                 status, reason = "refused", (f"the peer host answers but no preflight listens on "
                                              f"{c.remote} (is rank {peer} running preflight?)")
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import gc
 import tracemalloc
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boltring import dtypes
+from boltring import _core, dtypes
 from boltring.channel import Channel, Listener
 from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError, Timeout
 
@@ -166,13 +167,15 @@ def test_binding_to_a_missing_interface_fails_at_once_naming_it():
         with pytest.raises(LinkDown, match="nosuch0") as info:
             Channel.connect(listener.endpoint, iface="nosuch0", timeout=5)
     assert isinstance(info.value, ConnectionError)
+    assert info.value.code == _core.ENOIF  # told apart by its code, not its text
 
 
 def test_connect_to_a_closed_port_is_link_down():
     with Listener("127.0.0.1:0") as listener:
         addr = listener.endpoint
-    with pytest.raises(LinkDown, match="refused"):
+    with pytest.raises(LinkDown, match="refused") as info:
         Channel.connect(addr, timeout=5)
+    assert info.value.errno == errno.ECONNREFUSED and info.value.code == -errno.ECONNREFUSED
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=pytest.mark.ipv6)])

@@ -327,13 +327,6 @@ def test_check_path_for_real_on_loopback(loopback: str) -> None:
     assert (status, reason) == ("missing", "nosuch0 is missing")
 
 
-def test_errno_of() -> None:
-    assert doctor.errno_of(ConnectionError("connect to x via y: Connection refused (errno 111)")) == 111
-    err = OSError(113, "No route to host")
-    assert doctor.errno_of(err) == 113
-    assert doctor.errno_of(RuntimeError("nothing")) is None
-
-
 def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, loopback: str) -> None:
     """The live interface table, a hostfile of loopback addresses: exit 0, the
     neighbour reached through the loopback interface (refused: nobody listens)."""
