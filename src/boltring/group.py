@@ -25,7 +25,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from boltring import handshake, links, memory, native
+from boltring import handshake, links, memory, native, paths
 from boltring.errors import BoltError, ConfigError, LinkDown
 from boltring.hostfile import Hostfile, from_environment
 from boltring.observe import metrics, publisher
@@ -160,6 +160,12 @@ class Group(mx.distributed.Group):
     def path(self, peer: int) -> PathInfo:
         """The path to `peer` now: interface, kind, addresses, RTT, state, since when."""
         return self.link(peer).info()
+
+    def failure(self) -> BoltError | None:
+        """What ended the group mid-operation (the error every later collective
+        raises), or None while it stands."""
+        f = self._native.failure()
+        return None if f is None else paths.error_of(*f)
 
     def events(self) -> list[PathEvent]:
         """Every path change so far, oldest first."""

@@ -36,8 +36,13 @@ RANK = textwrap.dedent(
         elif plan == "idle":
             time.sleep(60)
         elif plan == "loop":
-            while True:
-                mx.eval(g.all_sum(x))
+            assert g.failure() is None
+            try:
+                while True:
+                    mx.eval(g.all_sum(x))
+            except boltring.BoltError:
+                print("failure", type(g.failure()).__name__, flush=True)  # what every later call raises
+                raise
         elif plan == "send_close":
             mx.eval(g.send(x * 7, 1 - rank))
             g.close()
@@ -151,6 +156,7 @@ def test_a_killed_peer_is_peer_lost_within_two_seconds(tmp_path, procs):
     time.sleep(0.3)
     procs[1].kill()
     t0 = time.monotonic()
+    assert read_until(procs[0], "failure")[1] == "PeerLost"  # group.failure(), after the error
     line = read_until(procs[0], "error")
     assert line[1] == "PeerLost", line
     assert time.monotonic() - t0 < 2.0

@@ -31,7 +31,7 @@ def snapshot(group: Group) -> dict[str, Any]:
     now, mono = time.time(), time.monotonic()
     stats = group.stats()
     events = group.events()
-    failure = group._native.failure()
+    failure = group.failure()
     peers = []
     for peer, counters in sorted(stats["peers"].items()):
         info = group.path(peer)
@@ -50,7 +50,7 @@ def snapshot(group: Group) -> dict[str, Any]:
     return {
         "schema": SCHEMA, "pid": os.getpid(), "host": socket.gethostname(), "program": " ".join(sys.argv)[:200],
         "rank": stats["rank"], "size": stats["size"], "updated": now, "closed": group.closed,
-        "failure": failure[1] if failure is not None else None,
+        "failure": None if failure is None else str(failure),
         "ops": stats["ops"], "op_seconds": stats["op_seconds"],
         "op_buckets": [[le, n] for le, n in stats["op_buckets"][:-1]] + [["+Inf", stats["op_buckets"][-1][1]]],
         "bytes_sent": stats["bytes_sent"], "bytes_received": stats["bytes_received"],
