@@ -120,16 +120,14 @@ void ring_all_reduce(Ctx& c, const char* in, char* out, uint64_t nbytes, int dt,
   const size_t item = item_size(dt);
   char* acc = Scratch::at_least(c.scratch->a, nbytes);
   std::memcpy(acc, in, nbytes);
-  const uint64_t count = nbytes / item, half = count / 2;
+  const uint64_t count = nbytes / item, half = count / 2, parts = static_cast<uint64_t>(n);
   // chunk i of direction 0 (the first half of the buffer, travelling right) or 1
   auto at = [&](int d, int i) {
     uint64_t k = static_cast<uint64_t>(((i % n) + n) % n);
-    const uint64_t parts = static_cast<uint64_t>(n);
     auto [a, b] = d == 0 ? part(half, parts, k) : part(count - half, parts, k);
     uint64_t base = d == 0 ? 0 : half;
     return Range{(base + a) * item, (base + b) * item};
   };
-  const uint64_t parts = static_cast<uint64_t>(n);
   const uint64_t widest = (count - half + parts - 1) / parts * item;  // chunk 0 of direction 1 is the longest
   char* tmp = Scratch::at_least(c.scratch->b, 2 * widest);
   Op op = make_op(c, nbytes);

@@ -171,8 +171,10 @@ NB_MODULE(_native, m) {
       .def("failure", [](BoltGroup& g) -> nb::object {
         auto f = g.failure();
         if (!f) return nb::none();
-        return nb::make_tuple(static_cast<int>(f->kind), f->text());
-      })
+        int k = static_cast<int>(f->kind);
+        PyObject* cls = k >= 1 && k < 8 ? g_errors[k] : g_errors[1];  // else PeerLost
+        return nb::borrow(cls)(f->text());
+      }, "The failure that ended the group, as the boltring exception its collectives raise, or None.")
       .def("stats", [](BoltGroup& g) {
         auto s = g.stats();
         nb::dict d;

@@ -40,11 +40,8 @@ DTYPE_CODES = {"RAW": BOLT_DT_RAW, "BOOL": BOLT_DT_BOOL, "U8": BOLT_DT_U8, "U16"
                "I32": BOLT_DT_I32, "I64": BOLT_DT_I64, "F16": BOLT_DT_F16, "BF16": BOLT_DT_BF16,
                "F32": BOLT_DT_F32, "F64": BOLT_DT_F64, "C64": BOLT_DT_C64}
 
-# the C core's own failure codes a caller may need to tell apart (BoltError.code)
+# the C core's own failure code a caller tells apart (BoltError.code): the interface is missing
 ENOIF = BOLT_ENOIF
-ECLOSED = BOLT_ECLOSED
-EGOODBYE = BOLT_EGOODBYE
-ETRUNC = BOLT_ETRUNC
 
 HEADER_SIZE = BOLT_HEADER_SIZE
 MAX_PAYLOAD = BOLT_MAX_PAYLOAD

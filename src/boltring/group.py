@@ -25,7 +25,7 @@ from typing import Any
 
 import mlx.core as mx
 
-from boltring import handshake, links, memory, native, paths
+from boltring import handshake, links, memory, native
 from boltring.errors import BoltError, ConfigError, LinkDown
 from boltring.hostfile import Hostfile, from_environment
 from boltring.observe import metrics, publisher
@@ -164,8 +164,7 @@ class Group(mx.distributed.Group):
     def failure(self) -> BoltError | None:
         """What ended the group mid-operation (the error every later collective
         raises), or None while it stands."""
-        f = self._native.failure()
-        return None if f is None else paths.error_of(*f)
+        return self._native.failure()
 
     def events(self) -> list[PathEvent]:
         """Every path change so far, oldest first."""

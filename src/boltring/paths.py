@@ -56,12 +56,6 @@ _FAIL = {PeerLost: 1, PeerClosed: 2, LinkDown: 3, Timeout: 4, ProtocolError: 5, 
          AuthError: 7}
 
 
-def error_of(kind: int, text: str) -> BoltError:
-    """The exception of a native failure (its kind, as `fail_native` codes them)."""
-    cls = next((c for c, code in _FAIL.items() if code == kind), PeerLost)
-    return cls(text)
-
-
 class Refusal(ConfigError):
     """One incoming connection refused; the link it claimed stays as it was."""
 
