@@ -1,7 +1,7 @@
 """Build the native layer.
 
-- boltring._core (Cython over csrc/) and boltring._netinfo (cffi): plain C.
-- boltring._native (C++, nanobind, CMake: native/CMakeLists.txt): the MLX
+- boltring.data._core (Cython over csrc/) and boltring.control._netinfo (cffi): plain C.
+- boltring.data._native (C++, nanobind, CMake: native/CMakeLists.txt): the MLX
   distributed group.  It is compiled against the MLX of the build environment,
   so the wheel requires exactly that MLX version at run time (an MLX of another
   version has another C++ ABI), and the nanobind it uses must share mlx.core's
@@ -31,16 +31,16 @@ if sys.platform == "linux":
     cflags.append("-D_GNU_SOURCE")
 
 core = Extension(
-    "boltring._core",
+    "boltring.data._core",
     sources=[
-        "src/boltring/_core.pyx",
+        "src/boltring/data/_core.pyx",
         "csrc/frame.c",
         "csrc/sock.c",
         "csrc/xfer.c",
         "csrc/reduce.c",
     ],
     include_dirs=["csrc"],
-    depends=["csrc/bolt.h", "src/boltring/_core.pxd"],
+    depends=["csrc/bolt.h", "src/boltring/data/_core.pxd"],
     extra_compile_args=cflags,
 )
 
@@ -83,7 +83,7 @@ class BuildExt(build_ext):
         ours = _nanobind_key(built)
         if theirs and ours and not ours & theirs:
             raise RuntimeError(
-                f"boltring._native was built with nanobind internals {sorted(ours)} but mlx.core "
+                f"boltring.data._native was built with nanobind internals {sorted(ours)} but mlx.core "
                 f"{mlx.core.__version__} uses {sorted(theirs)}: the two would not share types.  Install the "
                 "nanobind version MLX was built with (see README, 'The native group and MLX versions')."
             )
@@ -124,10 +124,10 @@ def _mlx_requirement() -> list[str]:
 
 setup(
     ext_modules=cythonize([core], language_level=3, compiler_directives={"embedsignature": True})
-    + [CMakeExtension("boltring._native", "native")],
+    + [CMakeExtension("boltring.data._native", "native")],
     cmdclass={"build_ext": BuildExt, "build_py": BuildPy, "editable_wheel": EditableWheel},
-    cffi_modules=["src/boltring/_netinfo_build.py:ffibuilder"],
-    # _cffi_backend is needed at run time by the cffi-built boltring._netinfo; rich draws
+    cffi_modules=["src/boltring/control/_netinfo_build.py:ffibuilder"],
+    # _cffi_backend is needed at run time by the cffi-built boltring.control._netinfo; rich draws
     # `boltring watch` (imported by that command only)
     install_requires=_mlx_requirement() + ["cffi>=1.16", "rich>=13"],
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from boltring.lab.netns import unavailable
+from boltring_rig.lab.netns import unavailable
 
 
 def pytest_collection_modifyitems(config, items):

@@ -13,7 +13,7 @@ import sys
 import mlx.core as mx
 
 import boltring
-from boltring import dtypes
+from boltring.data import dtypes
 
 ALL_SUM, ALL_GATHER, SENDRECV = 1, 2, 3
 

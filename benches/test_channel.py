@@ -10,7 +10,7 @@ import mlx.core as mx
 import pytest
 from conftest import gbps
 
-from boltring.channel import Channel, Listener
+from boltring.data.channel import Channel, Listener
 from boltring.errors import BoltError
 
 

@@ -21,8 +21,8 @@ import pytest
 from conftest import gbps
 
 import boltring
-from boltring import dtypes
-from boltring.lab import Lab
+from boltring.data import dtypes
+from boltring_rig.lab import Lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 

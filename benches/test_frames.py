@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from boltring import _core
+from boltring.data import _core
 
 pytestmark = pytest.mark.benchmark(group="frame header")
 

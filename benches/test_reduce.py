@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import gbps
 
-from boltring import _core
-from boltring.bench import kernels
+from boltring.data import _core
+from boltring_rig.bench import kernels
 
 SIZES = {"16KiB": 16 << 10, "1MiB": 1 << 20, "64MiB": 64 << 20}
 CASES = [("boltring", d) for d in ("float32", "float16", "bfloat16", "int32")]

@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from boltring.channel import Channel, Listener
-from boltring.lab.netns import unavailable
+from boltring.data.channel import Channel, Listener
+from boltring_rig.lab.netns import unavailable
 import ports
 
 

@@ -5,9 +5,9 @@ the link is gone, boltring fails loudly (or falls back, and says so) instead of
 letting the OS route the bytes over Wi-Fi or a VPN.
 """
 
-from boltring.channel import Channel, Listener
+from boltring.data.channel import Channel, Listener
 from boltring.group import Group, init
-from boltring.paths import PathEvent, PathInfo
+from boltring.control.peerlink import PathEvent, PathInfo
 from boltring.errors import (
     AuthError,
     BoltError,

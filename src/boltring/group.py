@@ -1,4 +1,4 @@
-"""The group: ranks of one job, joined in a ring of peer links.
+"""The group: ranks of one job, joined in a ring of peer interfaces.
 
 `boltring.init()` forms it the way MLX's ring backend does (MLX_HOSTFILE and
 MLX_RANK, or arguments), with boltring's guarantees: every connection bound to its
@@ -25,12 +25,15 @@ from typing import Any
 
 import mlx.core as mx
 
-from boltring import handshake, links, memory, native
+from boltring.control import handshake
+from boltring.control import interfaces
+from boltring.control import memory
+from boltring.data import native
 from boltring.errors import BoltError, ConfigError, LinkDown
-from boltring.hostfile import Hostfile, from_environment
+from boltring.control.hostfile import Hostfile, from_environment
 from boltring.observe import metrics, publisher
-from boltring.paths import PathEvent, PathInfo, PeerLink, Settings
-from boltring.rendezvous import Rendezvous
+from boltring.control.peerlink import PathEvent, PathInfo, PeerLink, Settings
+from boltring.control.rendezvous import Rendezvous
 
 _live: list[Group] = []
 _live_lock = threading.Lock()
@@ -70,7 +73,7 @@ class Group(mx.distributed.Group):
         self._publisher: publisher.Publisher | None = None
         # before any connection: a metrics port that cannot be bound fails at once
         self._metrics = metrics.serve(*settings.metrics) if settings.metrics else None
-        memory.remember(links.interfaces())
+        memory.remember(interfaces.interfaces())
         self._links = {
             peer: PeerLink(rank, peer, self._size, hostfile.entries[peer], settings, self._record,
                            impl.add_link(peer))
@@ -267,7 +270,7 @@ def init(
     else:
         hf, rank = from_environment(hostfile, rank)
     if preflight:
-        from boltring.preflight import run_preflight
+        from boltring.control.preflight import run_preflight
 
         report = run_preflight(hf, rank, max_rtt_ms=max_rtt_ms, min_gbps=min_gbps, secret=secret,
                                timeout=min(timeout_s, 10.0))

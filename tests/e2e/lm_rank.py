@@ -24,7 +24,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from boltring.lab import models
+from boltring_rig.lab import models
 
 PROMPT_LEN = 8
 STEPS = 32

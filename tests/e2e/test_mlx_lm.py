@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 
 pytestmark = pytest.mark.netns
 

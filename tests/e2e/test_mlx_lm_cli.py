@@ -4,7 +4,7 @@
 `mx.distributed.init()` and loads with `sharded_load`, tensor parallel) runs as one
 rank per lab node under `boltring run`, with MLX's hostfile and rank in the
 environment as exo or `mlx.launch` would set them.  The model is a tiny Llama with
-random weights written to a directory (`boltring.lab.models.write_model`); nothing
+random weights written to a directory (`boltring_rig.lab.models.write_model`); nothing
 is downloaded.  boltring's log (BOLTRING_LOG, set by `--log info`) must show each
 rank's group formed over thunderbolt0 and never a fallback, and thunderbolt0's
 byte counters must have carried at least the activations one generation sums.
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from boltring.lab import Lab, netns
-from boltring.lab.models import LlamaShape, write_model
+from boltring_rig.lab import Lab, netns
+from boltring_rig.lab.models import LlamaShape, write_model
 
 pytestmark = pytest.mark.netns
 
@@ -58,7 +58,7 @@ def test_mlx_lm_benchmark_generates_sharded_on_boltring_under_boltring_run(lab: 
             env = {k: v for k, v in os.environ.items() if not k.startswith("BOLTRING_")}
             env.update(MLX_HOSTFILE=str(hosts), MLX_RANK=str(r), HF_HUB_OFFLINE="1",
                        BOLTRING_STATE_DIR=str(tmp_path / f"state{r}"))
-            argv = [sys.executable, "-m", "boltring.cli", "run", "--fallback", "never", "--log", "info", "--",
+            argv = [sys.executable, "-m", "boltring.tools.cli", "run", "--fallback", "never", "--log", "info", "--",
                     str(bench), "--model", str(model), "-p", str(PROMPT), "-g", str(TOKENS), "-n", "1"]
             procs.append(lab.popen(r, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [proc.communicate(timeout=240) for proc in procs]

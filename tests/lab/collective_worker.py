@@ -17,7 +17,6 @@ import mlx.core as mx
 import numpy as np
 
 import boltring
-from boltring import dtypes
 
 FLOATS = {mx.float16, mx.bfloat16, mx.float32, mx.float64}
 

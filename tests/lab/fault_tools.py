@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from boltring.lab import Lab
-from boltring.lab import netns
+from boltring_rig.lab import Lab
+from boltring_rig.lab import netns
 
 WORKER = str(Path(__file__).with_name("fault_rank.py"))
 TICK = os.sysconf("SC_CLK_TCK")

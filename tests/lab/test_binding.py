@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 

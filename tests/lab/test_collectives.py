@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 

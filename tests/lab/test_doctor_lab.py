@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from boltring.lab import Lab, netns
+from boltring_rig.lab import Lab, netns
 
 PORT = 5410
 
@@ -61,7 +61,7 @@ def run(lab: Lab, node: int, argv: list[str], state: Path, timeout: float = 60.0
     state.mkdir(parents=True, exist_ok=True)
     e = dict(os.environ, BOLTRING_STATE_DIR=str(state), **env)
     e.pop("BOLTRING_SECRET", None)
-    return lab.popen(node, [sys.executable, "-m", "boltring.cli", *argv], env=e, text=True,
+    return lab.popen(node, [sys.executable, "-m", "boltring.tools.cli", *argv], env=e, text=True,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 from fault_tools import (Worker, blackhole_fast, blackhole_slow, cpu_seconds, has, heal_fast, heal_slow,
                          lab_namespaces, on)
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-import boltring.lab
-from boltring.lab import Lab
+import boltring_rig.lab
+from boltring_rig.lab import Lab
 
 DELAY_MS = 20.0
 PING_BYTES = 64
@@ -238,9 +238,9 @@ def test_up_is_idempotent(lab: Lab) -> None:
 def test_down_after_creator_killed(tmp_path: Path) -> None:
     """A lab whose creator died by SIGKILL is still fully removed by down(), twice."""
     prefix = f"k{os.getpid()}"
-    src = str(Path(boltring.lab.__file__).resolve().parents[2])
+    src = str(Path(boltring_rig.lab.__file__).resolve().parents[2])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]))
-    code = ("import sys, time\nfrom boltring.lab import Lab\n"
+    code = ("import sys, time\nfrom boltring_rig.lab import Lab\n"
             "lab = Lab(2, sys.argv[1], 5.0, max_lifetime_s=120).up()\nlab.degrade(0, 4)\n"
             "print('up', flush=True)\ntime.sleep(60)\n")
     creator = subprocess.Popen([sys.executable, "-c", code, prefix], stdout=subprocess.PIPE, env=env)

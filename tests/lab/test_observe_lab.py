@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
@@ -147,7 +147,7 @@ class StatusPoller:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            cp = subprocess.run([sys.executable, "-m", "boltring.cli", "status", "--json"], env=self.env,
+            cp = subprocess.run([sys.executable, "-m", "boltring.tools.cli", "status", "--json"], env=self.env,
                                 capture_output=True, text=True, timeout=20)
             self.runs.append((time.time(), cp.returncode, json.loads(cp.stdout)))
             self._stop.wait(0.05)
@@ -209,7 +209,7 @@ def test_status_watch_and_metrics_show_the_fallback_and_the_promotion(lab):
     lab, hostfile, tmp = lab
     runtime = tmp / "runtime"
     env = dict(os.environ, BOLTRING_RUNTIME_DIR=str(runtime), TERM="xterm-256color")
-    status_cmd = [sys.executable, "-m", "boltring.cli", "status", "--json"]
+    status_cmd = [sys.executable, "-m", "boltring.tools.cli", "status", "--json"]
     procs: list[Lines | Terminal | StatusPoller] = []
     try:
         ranks = []
@@ -222,7 +222,7 @@ def test_status_watch_and_metrics_show_the_fallback_and_the_promotion(lab):
         for r in ranks:
             r.until(on("thunderbolt0"), 20)
         status = StatusPoller(env)
-        watch = Terminal([sys.executable, "-m", "boltring.cli", "watch"], env)
+        watch = Terminal([sys.executable, "-m", "boltring.tools.cli", "watch"], env)
         procs += [status, watch]
         # the dialer's (rank 1's) endpoint, named in its snapshot; polled from inside its node
         snap = next(s for s in json.loads(subprocess.run(status_cmd, env=env, capture_output=True, text=True,
@@ -310,7 +310,7 @@ def test_status_watch_and_metrics_show_the_fallback_and_the_promotion(lab):
 
     # the killed ranks never removed their files: the next reader does
     assert len(list(runtime.glob("*.json"))) == 2
-    cp = subprocess.run([sys.executable, "-m", "boltring.cli", "status", "--json"], env=env, capture_output=True,
+    cp = subprocess.run([sys.executable, "-m", "boltring.tools.cli", "status", "--json"], env=env, capture_output=True,
                         text=True, timeout=20)
     assert json.loads(cp.stdout) == [] and cp.returncode == 0
     assert list(runtime.glob("*.json")) == []

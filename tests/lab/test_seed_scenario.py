@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from boltring.lab import Lab
+from boltring_rig.lab import Lab
 from fault_tools import Worker, has, lab_namespaces
 
 SOAK_S = float(os.environ.get("BOLTRING_SOAK_S", "60"))

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from boltring.lab import Lab, netns
+from boltring_rig.lab import Lab, netns
 
 from fault_tools import Worker, on
 
@@ -81,7 +81,7 @@ def doctor(lab: Lab, state: Path) -> list[tuple[int, str]]:
     for n in (0, 1):
         env = dict(os.environ, BOLTRING_STATE_DIR=str(state / f"n{n}"))
         env.pop("BOLTRING_SECRET", None)
-        procs.append(lab.popen(n, [sys.executable, "-m", "boltring.cli", "doctor", "--hostfile",
+        procs.append(lab.popen(n, [sys.executable, "-m", "boltring.tools.cli", "doctor", "--hostfile",
                                    str(lab.hosts), "--rank", str(n)],  # type: ignore[attr-defined]
                                env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     out = []

@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
-from boltring.lab import Lab
-from boltring.lab import netns
+from boltring_rig.lab import Lab
+from boltring_rig.lab import netns
 from fault_tools import Worker, has, lab_namespaces, on
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
@@ -37,8 +36,9 @@ SECRET = "trust-lab-secret"
 CLIENT = textwrap.dedent(
     """
     import json, os, socket, sys, threading
-    from boltring import _core, handshake
-    from boltring.channel import Channel
+    from boltring.data import _core
+    from boltring.control import handshake
+    from boltring.data.channel import Channel
     ip, port, secret, what, instance = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4], sys.argv[5]
 
     def frame(kind, payload, dtype=0, seq=0):

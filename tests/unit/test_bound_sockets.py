@@ -13,7 +13,7 @@ import sys
 import mlx.core as mx
 import pytest
 
-from boltring.channel import Channel, Listener
+from boltring.data.channel import Channel, Listener
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boltring import _core, dtypes
-from boltring.channel import Channel, Listener
+from boltring.data import _core
+from boltring.data import dtypes
+from boltring.data.channel import Channel, Listener
 from boltring.errors import BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError, Timeout
 
 pytestmark = pytest.mark.timeout(60)
@@ -208,7 +209,7 @@ def test_accept_with_no_peer_times_out():
 
 
 def test_control_frames_carry_small_payloads(channel_pair, background):
-    from boltring import _core
+    from boltring.data import _core
 
     client, server = channel_pair
     background.submit(client.send_control, _core.KIND_HELLO, b"hello there")

@@ -18,11 +18,15 @@ from typing import Any
 
 import pytest
 
-from boltring import doctor, hostfile, links, listening, memory
-from boltring.channel import Listener
-from boltring.links import Interface
-from boltring.policy import Candidate
-from boltring.rendezvous import Rendezvous
+from boltring.tools import doctor
+from boltring.control import hostfile
+from boltring.control import interfaces
+from boltring.control import listening
+from boltring.control import memory
+from boltring.data.channel import Listener
+from boltring.control.interfaces import Interface
+from boltring.control.policy import Candidate
+from boltring.control.rendezvous import Rendezvous
 from ports import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -30,19 +34,19 @@ PEER_TB, PEER_LAN = "192.168.4.21:5000", "192.168.1.51:5000"
 
 
 def table(name: str) -> list[Interface]:
-    return links.interfaces_from_snapshot(links.load_snapshot(FIXTURES / f"{name}.json"), env={})
+    return interfaces.interfaces_from_snapshot(interfaces.load_snapshot(FIXTURES / f"{name}.json"), env={})
 
 
 @pytest.fixture
 def machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """Make links.interfaces() return a recorded table; memory lives in tmp_path."""
+    """Make interfaces.interfaces() return a recorded table; memory lives in tmp_path."""
     monkeypatch.setenv(memory.STATE_ENV, str(tmp_path))
     monkeypatch.delenv("BOLTRING_SECRET", raising=False)
-    monkeypatch.delenv(links.ENV_VAR, raising=False)
+    monkeypatch.delenv(interfaces.ENV_VAR, raising=False)
 
     def use(name: str) -> list[Interface]:
         t = table(name)
-        monkeypatch.setattr(links, "interfaces", lambda overrides=None: t)
+        monkeypatch.setattr(interfaces, "interfaces", lambda overrides=None: t)
         return t
 
     return use
@@ -318,12 +322,12 @@ def test_listen_plan_is_the_rendezvous_rule(machine: Any, name: str, own: tuple[
 
 def test_check_path_for_real_on_loopback(loopback: str) -> None:
     with Listener("127.0.0.1:0", iface=loopback) as listener:
-        status, _, ms = doctor.check_path(Candidate(loopback, links.LinkKind.LOOPBACK, listener.endpoint), 1.0)
+        status, _, ms = doctor.check_path(Candidate(loopback, interfaces.LinkKind.LOOPBACK, listener.endpoint), 1.0)
         assert status == "connected" and ms is not None
     status, reason, ms = doctor.check_path(
-        Candidate(loopback, links.LinkKind.LOOPBACK, f"127.0.0.1:{free_port()}"), 1.0)
+        Candidate(loopback, interfaces.LinkKind.LOOPBACK, f"127.0.0.1:{free_port()}"), 1.0)
     assert status == "refused" and "answered" in reason and ms is not None and ms < 1000
-    status, reason, _ = doctor.check_path(Candidate("nosuch0", links.LinkKind.THUNDERBOLT, "127.0.0.1:1"), 1.0)
+    status, reason, _ = doctor.check_path(Candidate("nosuch0", interfaces.LinkKind.THUNDERBOLT, "127.0.0.1:1"), 1.0)
     assert (status, reason) == ("missing", "nosuch0 is missing")
 
 
@@ -340,7 +344,7 @@ def test_doctor_on_loopback_end_to_end(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_cli_exit_codes(tmp_path: Path) -> None:
-    env_cmd = [sys.executable, "-m", "boltring.cli", "doctor"]
+    env_cmd = [sys.executable, "-m", "boltring.tools.cli", "doctor"]
     out = subprocess.run([*env_cmd, "--json"], capture_output=True, text=True, timeout=60, check=False,
                          env={"PATH": "/usr/bin:/bin", "BOLTRING_STATE_DIR": str(tmp_path)})
     assert out.returncode == 0, out.stderr
@@ -352,8 +356,8 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
 
 
 def test_a_refusal_ends_formation_only_from_the_peers_own_addresses_or_this_host() -> None:
-    from boltring.hostfile import Address
-    from boltring.rendezvous import from_peer
+    from boltring.control.hostfile import Address
+    from boltring.control.rendezvous import from_peer
     entry = (Address("192.168.4.2", 5000), Address("100.64.0.2", 5000))
     assert from_peer("192.168.4.2:40123", entry) and from_peer("127.0.0.1:40123", entry)
     assert not from_peer("100.64.0.77:40123", entry) and not from_peer("garbage", entry)

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boltring import _core, dtypes
-from boltring.channel import Listener
+from boltring.data import _core
+from boltring.data import dtypes
+from boltring.data.channel import Listener
 from boltring.errors import PeerLost, ProtocolError, Timeout
 
 pytestmark = pytest.mark.timeout(60)

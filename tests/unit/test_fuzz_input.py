@@ -25,8 +25,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from boltring import _core, handshake
-from boltring.channel import Channel
+from boltring.data import _core
+from boltring.control import handshake
+from boltring.data.channel import Channel
 from boltring.errors import AuthError, ConfigError, PeerClosed, PeerLost, ProtocolError
 
 pytestmark = pytest.mark.timeout(120)

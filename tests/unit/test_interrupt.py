@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from boltring.channel import Listener
+from boltring.data.channel import Listener
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,7 +19,7 @@ SENDER = textwrap.dedent(
     """
     import sys, time
     import mlx.core as mx
-    from boltring.channel import Channel
+    from boltring.data.channel import Channel
     x = mx.zeros((64 << 20,), mx.float32)  # 256 MiB
     mx.eval(x)
     chan = Channel.connect(sys.argv[1], timeout=5)

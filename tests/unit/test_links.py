@@ -1,6 +1,6 @@
 """Link classification, ranking and candidate selection over recorded interface tables.
 
-The fixtures are snapshots in the format ``boltring.links.snapshot()`` produces; see
+The fixtures are snapshots in the format ``boltring.control.interfaces.snapshot()`` produces; see
 tests/fixtures/*.json. The seed case is exo issue 1723: with ``bridge0`` gone, the
 Thunderbolt peer 192.168.4.21 must have no candidate at all.
 """
@@ -17,18 +17,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from boltring import links
-from boltring.links import Interface, LinkKind, candidates_for
+from boltring.control import interfaces
+from boltring.control.interfaces import Interface, LinkKind, candidates_for
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 
 def snap(name: str) -> dict[str, Any]:
-    return links.load_snapshot(FIXTURES / f"{name}.json")
+    return interfaces.load_snapshot(FIXTURES / f"{name}.json")
 
 
 def table(snapshot: dict[str, Any], overrides: Any = None, env: Any = None) -> dict[str, Interface]:
-    ifs = links.interfaces_from_snapshot(snapshot, overrides, env=env or {})
+    ifs = interfaces.interfaces_from_snapshot(snapshot, overrides, env=env or {})
     return {i.name: i for i in ifs}
 
 
@@ -65,16 +65,16 @@ def test_unknown_kind_is_config_error() -> None:
 
 
 def test_parse_overrides() -> None:
-    got = links.parse_kind_overrides(" en1:thunderbolt, utun4 : ethernet ,,")
+    got = interfaces.parse_kind_overrides(" en1:thunderbolt, utun4 : ethernet ,,")
     assert got == {"en1": LinkKind.THUNDERBOLT, "utun4": LinkKind.ETHERNET}
-    assert links.parse_kind_overrides("") == {}
-    assert links.parse_kind_overrides(None) == {}
+    assert interfaces.parse_kind_overrides("") == {}
+    assert interfaces.parse_kind_overrides(None) == {}
 
 
 @pytest.mark.parametrize("text", ["en1", "en1:", ":wifi", "en1:warp"])
 def test_bad_override_entries(text: str) -> None:
     with pytest.raises(ValueError, match="BOLTRING_IFACE_KIND"):
-        links.parse_kind_overrides(text)
+        interfaces.parse_kind_overrides(text)
 
 
 def test_env_override_wins_over_detection() -> None:
@@ -98,7 +98,7 @@ def test_explicit_override_wins_over_env() -> None:
 
 def test_env_override_reads_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOLTRING_IFACE_KIND", "en0:wifi")
-    ifs = links.interfaces_from_snapshot(snap("macstudio_healthy"))
+    ifs = interfaces.interfaces_from_snapshot(snap("macstudio_healthy"))
     assert {i.name: i.kind for i in ifs}["en0"] is LinkKind.WIFI
 
 
@@ -238,7 +238,7 @@ def test_linux_classification() -> None:
 def test_linux_rules(rec: dict[str, Any], kind: LinkKind) -> None:
     base = {"index": 7, "flags": ["up", "running"]}
     s = {"platform": "linux", "interfaces": [{**base, **rec}]}
-    assert links.interfaces_from_snapshot(s, env={})[0].kind is kind
+    assert interfaces.interfaces_from_snapshot(s, env={})[0].kind is kind
 
 
 def test_linux_bridge_of_thunderbolt_ports() -> None:
@@ -251,13 +251,13 @@ def test_linux_bridge_of_thunderbolt_ports() -> None:
              "members": ["thunderbolt0", "thunderbolt1"], "addresses": ["10.9.0.1/24"]},
         ],
     }
-    t = {i.name: i for i in links.interfaces_from_snapshot(s, env={})}
+    t = {i.name: i for i in interfaces.interfaces_from_snapshot(s, env={})}
     assert t["br-tb"].kind is LinkKind.THUNDERBOLT
     assert names(candidates_for("10.9.0.2", t.values())) == ["br-tb"]
 
 
 def test_hardware_ports_parser() -> None:
-    ports = links.parse_hardware_ports(snap("macstudio_healthy")["hardware_ports"])
+    ports = interfaces.parse_hardware_ports(snap("macstudio_healthy")["hardware_ports"])
     assert ports == {
         "en0": "Ethernet",
         "bridge0": "Thunderbolt Bridge",
@@ -338,10 +338,10 @@ def test_fixture_round_trips_through_json(tmp_path: Path) -> None:
     s = snap("linux_thunderbolt")
     p = tmp_path / "s.json"
     p.write_text(json.dumps(s))
-    assert table(links.load_snapshot(p)) == table(s)
+    assert table(interfaces.load_snapshot(p)) == table(s)
     p.write_text("[]")
     with pytest.raises(ValueError, match="not an interface snapshot"):
-        links.load_snapshot(p)
+        interfaces.load_snapshot(p)
 
 
 # ------------------------------------------------------------------ property
@@ -367,7 +367,7 @@ def _tables(draw: st.DrawFn) -> list[Interface]:
             {"name": f"{draw(_kinds)}{i}", "index": i + 2, "flags": flags,
              "driver": draw(st.sampled_from([None, "veth", "thunderbolt-net"])), "addresses": addrs}
         )
-    return links.interfaces_from_snapshot({"platform": "linux", "interfaces": recs}, env={})
+    return interfaces.interfaces_from_snapshot({"platform": "linux", "interfaces": recs}, env={})
 
 
 @settings(max_examples=200, deadline=None)
@@ -382,16 +382,16 @@ def test_candidates_are_exactly_the_on_link_up_interfaces(ifs: list[Interface], 
 def test_a_tailnet_peer_is_reached_through_the_tunnel_holding_a_slash_32() -> None:
     """macOS Tailscale: utun4 holds 100.101.102.103/32; every tailnet node is one hop
     through it though in no subnet of it."""
-    mac = links.interfaces_from_snapshot(links.load_snapshot(FIXTURES / "macstudio_healthy.json"), env={})
+    mac = interfaces.interfaces_from_snapshot(interfaces.load_snapshot(FIXTURES / "macstudio_healthy.json"), env={})
     utun = [i for i in mac if i.name.startswith("utun") and any(a.ip in ipaddress.ip_network("100.64.0.0/10")
                                                                 for a in i.addresses)]
     assert utun, "fixture has a Tailscale utun"
-    assert [i.name for i in links.candidates_for("100.70.1.2", mac)] == [utun[0].name]
-    assert links.candidates_for("8.8.8.8", mac) == [] or utun[0] not in links.candidates_for("8.8.8.8", mac)
+    assert [i.name for i in interfaces.candidates_for("100.70.1.2", mac)] == [utun[0].name]
+    assert interfaces.candidates_for("8.8.8.8", mac) == [] or utun[0] not in interfaces.candidates_for("8.8.8.8", mac)
 
 
 def test_a_link_local_peer_counts_a_better_interface_that_has_no_address_yet():
-    from boltring.links import Interface, LinkKind, coming_for
+    from boltring.control.interfaces import Interface, LinkKind, coming_for
     import ipaddress
     tb = Interface("thunderbolt0", 3, LinkKind.THUNDERBOLT, up=False, flags=frozenset({"up"}))
     wifi = Interface("wifi0", 2, LinkKind.OTHER, up=True, flags=frozenset({"up", "running"}),

@@ -19,8 +19,10 @@ import time
 import mlx.core as mx
 import pytest
 
-from boltring import _core, dtypes, handshake
-from boltring.channel import Channel
+from boltring.data import _core
+from boltring.data import dtypes
+from boltring.control import handshake
+from boltring.data.channel import Channel
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -257,7 +259,7 @@ def test_a_lying_switch_ack_is_refused_as_a_boltring_error(tmp_path, switch, loo
     """A fake rank 0 that authenticates, answers probes, then acknowledges the data
     path with a SWITCH frame that is not a JSON object: the real rank 1 must end with
     a BoltError by its deadline, never another exception."""
-    from boltring.channel import Listener
+    from boltring.data.channel import Listener
     import threading
 
     _port[0] += 10

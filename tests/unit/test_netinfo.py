@@ -1,4 +1,4 @@
-"""boltring._netinfo on this machine: the native facts agree with what the kernel says
+"""boltring.control._netinfo on this machine: the native facts agree with what the kernel says
 elsewhere (socket.if_nametoindex; /sys on Linux; ifconfig and networksetup's hardware
 ports on macOS), the buffer protocol (-ENOSPC + needed count) holds, the C is
 warning-clean, and -- as root -- discovery inside a fresh network namespace sees a
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from boltring import _netinfo as netinfo
-from boltring import links
-from boltring.links import LinkKind
+from boltring.control import _netinfo as netinfo
+from boltring.control import interfaces
+from boltring.control.interfaces import LinkKind
 
 ffi, lib = netinfo.ffi, netinfo.lib
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux facts")
@@ -31,26 +31,26 @@ macos_only = pytest.mark.skipif(sys.platform != "darwin", reason="macOS facts")
 
 
 def test_lo_is_found_with_its_address_and_index(loopback: str) -> None:
-    lo = {i.name: i for i in links.interfaces()}[loopback]
+    lo = {i.name: i for i in interfaces.interfaces()}[loopback]
     assert lo.index == socket.if_nametoindex(loopback)
     assert ipaddress.ip_interface("127.0.0.1/8") in lo.addresses
     assert lo.kind is LinkKind.LOOPBACK and lo.up
 
 
 def test_every_index_matches_the_stdlib() -> None:
-    ifs = links.interfaces()
+    ifs = interfaces.interfaces()
     assert {i.name: i.index for i in ifs} == {n: x for x, n in socket.if_nameindex()}
 
 
 @linux_only
 def test_lo_mtu_matches_sysfs() -> None:
-    lo = {i.name: i for i in links.interfaces()}["lo"]
+    lo = {i.name: i for i in interfaces.interfaces()}["lo"]
     assert lo.mtu == int(Path("/sys/class/net/lo/mtu").read_text())
 
 
 @linux_only
 def test_speed_and_driver_match_sysfs_where_known() -> None:
-    for iface in links.interfaces():
+    for iface in interfaces.interfaces():
         speed = Path(f"/sys/class/net/{iface.name}/speed")
         try:
             raw = int(speed.read_text())
@@ -87,9 +87,9 @@ def test_null_buffer_with_capacity_is_einval() -> None:
 
 
 def test_snapshot_is_json_and_reloads() -> None:
-    snap = links.snapshot()
-    again = links.interfaces_from_snapshot(json.loads(json.dumps(snap)), env={})
-    assert [i.name for i in again] == [i.name for i in links.interfaces()]
+    snap = interfaces.snapshot()
+    again = interfaces.interfaces_from_snapshot(json.loads(json.dumps(snap)), env={})
+    assert [i.name for i in again] == [i.name for i in interfaces.interfaces()]
 
 
 # ---------------------------------------------------------------- macOS
@@ -120,7 +120,7 @@ def test_macos_facts_match_ifconfig() -> None:
     embedded scope taken out of fe80::) of every interface, as ifconfig reports them."""
     text = subprocess.run(["ifconfig", "-a"], capture_output=True, text=True, timeout=30, check=True).stdout
     theirs = ifconfig_facts(text)
-    ours = {i.name: i for i in links.interfaces()}
+    ours = {i.name: i for i in interfaces.interfaces()}
     assert set(ours) == set(theirs), text
     for name, facts in theirs.items():
         iface = ours[name]
@@ -132,7 +132,7 @@ def test_macos_facts_match_ifconfig() -> None:
 
 @macos_only
 def test_macos_lo0_is_loopback_by_the_kernel(loopback: str) -> None:
-    lo = {i.name: i for i in links.interfaces()}[loopback]
+    lo = {i.name: i for i in interfaces.interfaces()}[loopback]
     assert lo.medium == "loopback" and lo.kind is LinkKind.LOOPBACK and lo.up
     assert ipaddress.ip_interface("::1/128") in lo.addresses
 
@@ -144,10 +144,10 @@ def test_macos_hardware_ports_come_from_networksetup_and_agree_with_the_kernel()
     port and by the kernel's functional type, Thunderbolt and Ethernet by the port."""
     text = subprocess.run(["networksetup", "-listallhardwareports"], capture_output=True, text=True,
                           timeout=30, check=True).stdout
-    ports = links.parse_hardware_ports(text)
+    ports = interfaces.parse_hardware_ports(text)
     assert ports, text
-    assert links.parse_hardware_ports(links.snapshot()["hardware_ports"]) == ports
-    table = {i.name: i for i in links.interfaces()}
+    assert interfaces.parse_hardware_ports(interfaces.snapshot()["hardware_ports"]) == ports
+    table = {i.name: i for i in interfaces.interfaces()}
     present = {device: port for device, port in ports.items() if device in table}
     assert present, f"no device networksetup names is an interface here: {ports}"
     for device, port in present.items():
@@ -202,14 +202,14 @@ def test_discovery_in_a_fresh_namespace() -> None:
         check = textwrap.dedent(
             """
             import json, socket
-            from boltring import links
-            t = {i.name: i for i in links.interfaces()}
+            from boltring.control import interfaces
+            t = {i.name: i for i in interfaces.interfaces()}
             out = {n: {"kind": str(i.kind), "driver": i.driver, "up": i.up, "index": i.index,
                        "stdlib_index": socket.if_nametoindex(n), "members": list(i.members),
                        "reason": i.reason, "mtu": i.mtu}
                    for n, i in t.items()}
-            out["cand94"] = [i.name for i in links.candidates_for("192.168.94.2", t.values())]
-            out["cand95"] = [i.name for i in links.candidates_for("192.168.95.2", t.values())]
+            out["cand94"] = [i.name for i in interfaces.candidates_for("192.168.94.2", t.values())]
+            out["cand95"] = [i.name for i in interfaces.candidates_for("192.168.95.2", t.values())]
             print(json.dumps(out))
             """
         )

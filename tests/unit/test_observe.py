@@ -65,7 +65,7 @@ def line_of(proc: subprocess.Popen[str], word: str, timeout: float = 30) -> None
 
 
 def status(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "boltring.cli", "status", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "boltring.tools.cli", "status", *args], capture_output=True, text=True,
                           timeout=20)
 
 

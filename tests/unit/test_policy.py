@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from boltring.links import LinkKind
-from boltring.policy import Candidate, PathPolicy
+from boltring.control.interfaces import LinkKind
+from boltring.control.policy import Candidate, PathPolicy
 
 TB = Candidate("thunderbolt0", LinkKind.THUNDERBOLT, "192.168.4.2:5000")
 TB2 = Candidate("thunderbolt1", LinkKind.THUNDERBOLT, "192.168.5.2:5000")

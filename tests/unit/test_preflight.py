@@ -10,9 +10,12 @@ from typing import Any
 
 import pytest
 
-from boltring import handshake, hostfile, memory, preflight
-from boltring.channel import Listener
-from boltring.preflight import PathResult, Report, evaluate
+from boltring.control import handshake
+from boltring.control import hostfile
+from boltring.control import memory
+from boltring.control import preflight
+from boltring.data.channel import Listener
+from boltring.control.preflight import PathResult, Report, evaluate
 from ports import free_port
 
 MiB = 1 << 20

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import mlx.core as mx
 
-from boltring import _core, dtypes
+from boltring.data import _core
+from boltring.data import dtypes
 
 HEADER = Path(__file__).resolve().parents[2] / "csrc" / "bolt.h"
 

@@ -166,7 +166,7 @@ def test_boltring_run_runs_an_unmodified_script_on_boltring(tmp_path: Path, styl
         for rank, entries in enumerate(plain_hostfile(free_ports(2))):
             path = tmp_path / f"hosts_{rank}.json"
             path.write_text(json.dumps(entries))
-            argv = [sys.executable, "-m", "boltring.cli", "run", "--fallback", "never", "--timeout-s", "15",
+            argv = [sys.executable, "-m", "boltring.tools.cli", "run", "--fallback", "never", "--timeout-s", "15",
                     "--", sys.executable, str(WORKER), style]
             procs.append(subprocess.Popen(argv, env=child_env(MLX_HOSTFILE=str(path), MLX_RANK=str(rank)),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
@@ -183,7 +183,7 @@ def test_boltring_run_runs_an_unmodified_script_on_boltring(tmp_path: Path, styl
 
 
 def test_boltring_run_refuses_a_bad_option_and_a_missing_command() -> None:
-    run = [sys.executable, "-m", "boltring.cli", "run"]
+    run = [sys.executable, "-m", "boltring.tools.cli", "run"]
     bad = subprocess.run([*run, "--timeout-s", "soon", "--", "true"], env=child_env(), capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "--timeout-s: must be a number > 0, not 'soon'" in bad.stderr

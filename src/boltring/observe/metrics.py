@@ -30,16 +30,14 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from boltring import endpoint as _endpoint
+from boltring.data import endpoint as _endpoint
 from boltring.errors import ConfigError
-from boltring.links import LinkKind
-from boltring.observe.snapshot import snapshot
-from boltring.paths import KINDS
+from boltring.control.interfaces import LinkKind
+from boltring.observe.snapshot import Observed, snapshot
+from boltring.control.peerlink import KINDS
 
-if TYPE_CHECKING:
-    from boltring.group import Group
 
 PORT_ENV = "BOLTRING_METRICS_PORT"
 ADDR_ENV = "BOLTRING_METRICS_ADDR"
@@ -83,7 +81,7 @@ class Endpoint:
             from prometheus_client import CollectorRegistry, start_http_server
         except ImportError:
             raise ConfigError("the metrics endpoint needs prometheus_client: pip install 'boltring[metrics]'") from None
-        self._groups: list[Group] = []
+        self._groups: list[Observed] = []
         self._lock = threading.Lock()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
@@ -93,11 +91,11 @@ class Endpoint:
             raise ConfigError(f"metrics endpoint {_endpoint.format(addr, port)}: {exc}") from None
         self.address = _endpoint.format(addr, server.server_address[1])
 
-    def add(self, group: Group) -> None:
+    def add(self, group: Observed) -> None:
         with self._lock:
             self._groups.append(group)
 
-    def remove(self, group: Group) -> None:
+    def remove(self, group: Observed) -> None:
         with self._lock:
             if group in self._groups:
                 self._groups.remove(group)

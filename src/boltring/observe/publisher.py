@@ -14,13 +14,10 @@ import logging
 import os
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from boltring.observe import store
-from boltring.observe.snapshot import snapshot
+from boltring.observe.snapshot import Observed, snapshot
 
-if TYPE_CHECKING:
-    from boltring.group import Group
 
 log = logging.getLogger("boltring")
 
@@ -37,7 +34,7 @@ def enabled(publish: bool | None) -> bool:
     return os.environ.get(PUBLISH_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def start(group: Group, metrics: str | None = None) -> Publisher | None:
+def start(group: Observed, metrics: str | None = None) -> Publisher | None:
     """A publisher of `group` (`metrics`: its Prometheus endpoint's address, to name
     in the snapshot), or None, with a WARNING, when the runtime directory cannot be had."""
     try:
@@ -53,7 +50,7 @@ class Publisher:
     it `started`, the interval and the metrics address.  OSError when the runtime
     directory cannot be had."""
 
-    def __init__(self, group: Group, metrics: str | None = None, interval_s: float = INTERVAL_S):
+    def __init__(self, group: Observed, metrics: str | None = None, interval_s: float = INTERVAL_S):
         self.name = f"{os.getpid()}-{next(_numbers)}"
         self.path = store.file_for(self.name)
         self.started = time.time()

@@ -15,18 +15,28 @@ import socket
 import sys
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from boltring.paths import KINDS
-
-if TYPE_CHECKING:
-    from boltring.group import Group
+from boltring.control.peerlink import KINDS, PathEvent, PathInfo
+from boltring.errors import BoltError
 
 SCHEMA = 1
 RECENT_EVENTS = 20  # the newest path events a snapshot carries (counts cover all of them)
 
 
-def snapshot(group: Group) -> dict[str, Any]:
+class Observed(Protocol):
+    """What observing needs of a group (``boltring.Group`` is one); observe sits
+    below the group, which starts its publisher and metrics."""
+
+    closed: bool
+
+    def stats(self) -> dict[str, Any]: ...
+    def path(self, peer: int | None = None) -> PathInfo: ...
+    def events(self) -> list[PathEvent]: ...
+    def failure(self) -> BoltError | None: ...
+
+
+def snapshot(group: Observed) -> dict[str, Any]:
     """The state of `group` now."""
     now, mono = time.time(), time.monotonic()
     stats = group.stats()

@@ -1,7 +1,0 @@
-"""``python -m boltring.lab COMMAND``: the ``boltring lab`` CLI on its own."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
