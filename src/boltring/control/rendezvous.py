@@ -153,16 +153,15 @@ class Rendezvous:
             log.warning("rank %d: refused a connection from %s: %s", self.me, chan.peer, exc)
             chan.close(goodbye=False)
             link = link_of[0] if link_of else None
-            if link is not None and link.epoch == 0 and not isinstance(exc, Refusal):
+            if link is not None and link.forming and not isinstance(exc, Refusal):
                 if from_peer(chan.peer, link.addresses) and link.peer_instance is None:
                     # the peer and this rank disagree (secret, world size, ranks): neither can
                     # go on.  Only before the link first forms, only before the peer has
                     # proven itself, and only from the peer's own addresses (or this host):
                     # a stranger elsewhere never ends the formation of the real peers.
-                    link.fatal = exc
+                    link.fail(exc)
                 else:
-                    link.refusals.append(f"{chan.peer}: {exc}")
-                    del link.refusals[:-4]
+                    link.refused(f"{chan.peer}: {exc}")
             return
         except (BoltError, OSError) as exc:
             log.debug("rank %d: handshake with %s failed: %s", self.me, chan.peer, exc)
