@@ -32,7 +32,7 @@ from boltring.data import native
 from boltring.errors import BoltError, ConfigError, LinkDown
 from boltring.control.hostfile import Hostfile, from_environment
 from boltring.observe import metrics, publisher
-from boltring.control.peerlink import PathEvent, PathInfo, PeerLink, Settings
+from boltring.control.peerlink import PathEvent, PathInfo, PeerLink, Settings, open_link
 from boltring.control.rendezvous import Rendezvous
 
 _live: list[Group] = []
@@ -75,8 +75,8 @@ class Group(mx.distributed.Group):
         self._metrics = metrics.serve(*settings.metrics) if settings.metrics else None
         memory.remember(interfaces.interfaces())
         self._links = {
-            peer: PeerLink(rank, peer, self._size, hostfile.entries[peer], settings, self._record,
-                           impl.add_link(peer))
+            peer: open_link(rank, peer, self._size, hostfile.entries[peer], settings, self._record,
+                            impl.add_link(peer))
             for peer in hostfile.neighbours(rank)
         }
         self._rendezvous = None
