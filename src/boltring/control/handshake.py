@@ -18,18 +18,23 @@ messages is read from a peer before it has proved itself.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import os
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from boltring.control import messages
+from boltring.control.messages import AuthProof, AuthVerdict, Hello, HelloReply, Message, VersionMismatch
 from boltring.data import _core
 from boltring.data.channel import Channel
 from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, ProtocolError
 
-VERSION = 1
+VERSION = messages.VERSION
+
+M = TypeVar("M", bound=Message)
 
 
 class NotReady(ConfigError):
@@ -50,12 +55,25 @@ def recv_message(chan: Channel, kind: int, timeout: float, max_len: int = MAX_ME
     anything else is `error`, never a stray exception."""
     raw = chan.recv_control(kind, max_len, timeout=timeout)
     try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError):  # not UTF-8 or JSON, too deep, a number too long
-        raise error(f"{chan.where}: {what} message is not JSON") from None
-    if not isinstance(msg, dict):
-        raise error(f"{chan.where}: {what} message is not an object")
-    return msg
+        return messages.parse(raw, what)
+    except ProtocolError as exc:
+        raise error(f"{chan.where}: {exc}") from None
+
+
+def send(chan: Channel, kind: int, msg: Message, timeout: float) -> None:
+    """One control frame carrying `msg`."""
+    chan.send_control(kind, messages.encode(msg), timeout=timeout)
+
+
+def receive(chan: Channel, kind: int, cls: type[M], timeout: float, max_len: int = MAX_MESSAGE) -> M:
+    """One control frame of `kind` carrying a message of class `cls` (at most
+    `max_len` bytes); anything else is a ProtocolError naming the peer and the field."""
+    raw = chan.recv_control(kind, max_len, timeout=timeout)
+    try:
+        return messages.decode(cls, raw)
+    except ProtocolError as exc:
+        exc.args = (f"{chan.where}: {exc}",)  # the class (and a VersionMismatch's version) kept
+        raise
 
 
 def secret_from(value: str | bytes | None) -> bytes | None:
@@ -79,74 +97,91 @@ def _nonce() -> str:
     return os.urandom(16).hex()
 
 
-def dial(chan: Channel, hello: dict[str, Any], secret: bytes | None, timeout: float) -> dict[str, Any]:
+def dial(chan: Channel, hello: Hello | Mapping[str, Any], secret: bytes | None, timeout: float) -> HelloReply:
     """Run the dialer's side; returns the acceptor's HELLO.  Raises AuthError or
-    ConfigError (the acceptor's refusal, with its reason) or ProtocolError."""
+    ConfigError (the acceptor's refusal, with its reason) or ProtocolError.
+    `hello` is the dialer's HELLO without ``v``, ``nonce`` and ``auth`` (a dict of
+    its wire fields will do)."""
     nonce_d = _nonce()
-    send_message(chan, _core.KIND_HELLO, {**hello, "v": VERSION, "nonce": nonce_d, "auth": secret is not None}, timeout)
-    reply = recv_message(chan, _core.KIND_HELLO, timeout)
-    if not reply.get("ok"):
-        error = str(reply.get("error", "refused"))
-        if reply.get("not_ready"):
+    fields = hello.to_wire() if isinstance(hello, Hello) else dict(hello)
+    send(chan, _core.KIND_HELLO, Hello.from_wire({**fields, "v": VERSION, "nonce": nonce_d,
+                                                  "auth": secret is not None}), timeout)
+    reply = receive(chan, _core.KIND_HELLO, HelloReply, timeout)
+    if not reply.ok:
+        error = reply.error if reply.error is not None else "refused"
+        if reply.not_ready:
             raise LinkDown(f"{chan.where}: the peer is not ready for this yet: {error}")
-        cls = AuthError if reply.get("auth_failed") else ConfigError
+        cls = AuthError if reply.auth_failed else ConfigError
         raise cls(f"{chan.where}: the peer refused the connection: {error}")
     if secret is None:
         return reply
-    nonce_a = reply.get("nonce")
-    if not isinstance(nonce_a, str):
+    if reply.nonce is None:
         raise ProtocolError(f"{chan.where}: HELLO reply without a nonce")
     # Our proof goes first, so that with different secrets both sides learn it.
-    send_message(chan, _core.KIND_AUTH, {"proof": _proof(secret, b"dial", nonce_a, nonce_d)}, timeout)
-    verdict = recv_message(chan, _core.KIND_AUTH, timeout)
-    if not verdict.get("ok"):
+    send(chan, _core.KIND_AUTH, AuthProof(proof=_proof(secret, b"dial", reply.nonce, nonce_d)), timeout)
+    verdict = receive(chan, _core.KIND_AUTH, AuthVerdict, timeout)
+    if not verdict.ok:
         raise AuthError(f"{chan.where}: the peer rejected our proof of the cluster secret "
                         "(the secrets differ)")
-    if not hmac.compare_digest(str(reply.get("proof", "")), _proof(secret, b"accept", nonce_d, nonce_a)):
+    if not hmac.compare_digest(reply.proof or "", _proof(secret, b"accept", nonce_d, reply.nonce)):
         raise AuthError(f"{chan.where}: the peer could not prove it holds the cluster secret")
     return reply
 
 
+def _refuse(chan: Channel, timeout: float, error: str, **flags: bool) -> None:
+    send(chan, _core.KIND_HELLO, HelloReply.refusal(error, **flags), timeout)
+
+
+def _read_hello(chan: Channel, timeout: float) -> Hello:
+    """The dialer's HELLO; one of another version, or with a bad field, is answered
+    with a refusal saying so before it is a ProtocolError."""
+    obj = recv_message(chan, _core.KIND_HELLO, timeout)
+    try:
+        return Hello.from_wire(obj)
+    except VersionMismatch as exc:
+        _refuse(chan, timeout, f"protocol version {exc.version} is not {VERSION}")
+        raise ProtocolError(f"{chan.where}: peer speaks protocol version {exc.version}, not {VERSION}") from None
+    except ProtocolError as exc:
+        _refuse(chan, timeout, str(exc))
+        raise ProtocolError(f"{chan.where}: {exc}") from None
+
+
 def accept(
     chan: Channel,
-    check: Callable[[dict[str, Any]], dict[str, Any]],
+    check: Callable[[Hello], HelloReply | Mapping[str, Any]],
     secret: bytes | None,
     timeout: float,
-) -> dict[str, Any]:
+) -> Hello:
     """Run the acceptor's side.  `check` validates the dialer's HELLO and returns the
-    fields of our reply, or raises ConfigError with the reason to send back.
-    Returns the dialer's HELLO once it is accepted."""
-    hello = recv_message(chan, _core.KIND_HELLO, timeout)
-    if hello.get("v") != VERSION:
-        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": f"protocol version {hello.get('v')} "
-                                       f"is not {VERSION}"}, timeout)
-        raise ProtocolError(f"{chan.where}: peer speaks protocol version {hello.get('v')}, not {VERSION}")
+    fields of our reply (a HelloReply, or a dict of its wire fields), or raises
+    ConfigError with the reason to send back.  Returns the dialer's HELLO once it
+    is accepted."""
+    hello = _read_hello(chan, timeout)
     try:
         fields = check(hello)
     except ConfigError as exc:
-        send_message(chan, _core.KIND_HELLO, {"ok": False, "error": str(exc),
-                                              "not_ready": isinstance(exc, NotReady)}, timeout)
+        _refuse(chan, timeout, str(exc), not_ready=isinstance(exc, NotReady))
         raise
-    if bool(hello.get("auth")) != (secret is not None):
+    if bool(hello.auth) != (secret is not None):
         mine = "has" if secret is not None else "has no"
-        send_message(chan, _core.KIND_HELLO, {"ok": False, "auth_failed": True,
-                                       "error": f"the acceptor {mine} cluster secret and the dialer "
-                                       f"{'has' if hello.get('auth') else 'has no'} secret"}, timeout)
-        raise AuthError(f"{chan.where}: the dialer {'has' if hello.get('auth') else 'has no'} cluster "
-                        f"secret and this side {mine}; set the same secret on every rank")
-    reply = {**fields, "ok": True, "v": VERSION}
+        theirs = "has" if hello.auth else "has no"
+        _refuse(chan, timeout, f"the acceptor {mine} cluster secret and the dialer {theirs} secret",
+                auth_failed=True)
+        raise AuthError(f"{chan.where}: the dialer {theirs} cluster secret and this side {mine}; "
+                        "set the same secret on every rank")
+    base = fields if isinstance(fields, HelloReply) else HelloReply.from_wire({**fields, "ok": True})
+    reply = dataclasses.replace(base, ok=True, v=VERSION)
     if secret is None:
-        send_message(chan, _core.KIND_HELLO, reply, timeout)
+        send(chan, _core.KIND_HELLO, reply, timeout)
         return hello
     nonce_a = _nonce()
-    nonce_d = hello.get("nonce")
-    if not isinstance(nonce_d, str):
+    if hello.nonce is None:
         raise ProtocolError(f"{chan.where}: HELLO without a nonce")
-    reply.update(nonce=nonce_a, proof=_proof(secret, b"accept", nonce_d, nonce_a))
-    send_message(chan, _core.KIND_HELLO, reply, timeout)
-    answer = recv_message(chan, _core.KIND_AUTH, timeout)
-    good = hmac.compare_digest(str(answer.get("proof", "")), _proof(secret, b"dial", nonce_a, nonce_d))
-    send_message(chan, _core.KIND_AUTH, {"ok": good}, timeout)
+    reply = dataclasses.replace(reply, nonce=nonce_a, proof=_proof(secret, b"accept", hello.nonce, nonce_a))
+    send(chan, _core.KIND_HELLO, reply, timeout)
+    answer = receive(chan, _core.KIND_AUTH, AuthProof, timeout)
+    good = hmac.compare_digest(answer.proof, _proof(secret, b"dial", nonce_a, hello.nonce))
+    send(chan, _core.KIND_AUTH, AuthVerdict(ok=good), timeout)
     if not good:
         raise AuthError(f"{chan.where}: the dialer could not prove it holds the cluster secret")
     return hello

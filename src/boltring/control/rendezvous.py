@@ -21,10 +21,12 @@ from boltring.data import _core
 from boltring.control import handshake
 from boltring.control import interfaces
 from boltring.control import listening
+from boltring.control import messages
 from boltring.control import memory
 from boltring.data.channel import Channel, Listener
 from boltring.errors import AuthError, BoltError, ConfigError
 from boltring.control.hostfile import Address
+from boltring.control.messages import Advertised, Hello, HelloReply, Missing
 from boltring.control.peerlink import Refusal
 
 log = logging.getLogger("boltring")
@@ -75,14 +77,14 @@ class Rendezvous:
                 self.listeners[key] = (listener, _index(iface))
                 log.info("rank %d: listening on %s:%d bound to %s", self.me, ip, port, iface)
 
-    def advertised(self) -> list[dict[str, Any]]:
+    def advertised(self) -> list[Advertised]:
         """The addresses peers may dial, for the HELLO reply."""
         kinds = {i.name: i.kind.name.lower() for i in interfaces.interfaces()}
         with self._lock:
-            return [{"addr": listener.endpoint, "iface": iface, "kind": kinds.get(iface, "other")}
-                    for (ip, port, iface), (listener, _) in self.listeners.items()]
+            return [Advertised(addr=listener.endpoint, iface=iface, kind=kinds.get(iface, "other"))
+                    for (ip, port, iface), (listener, _) in self.listeners.items()][:messages.MAX_ADDRS]
 
-    def missing(self) -> list[dict[str, str]]:
+    def missing(self) -> list[Missing]:
         """This rank's own hostfile addresses that no interface holds now, with the
         interface remembered for each: so a dialer can say "the peer's thunderbolt0
         is missing" instead of "connect timed out"."""
@@ -92,8 +94,8 @@ class Rendezvous:
             if a.wildcard or a.ip in held:
                 continue
             seen = memory.recall(a.ip)
-            out.append({"addr": str(a), "iface": a.iface or (seen[0] if seen else "")})
-        return out
+            out.append(Missing(addr=str(a), iface=a.iface or (seen[0] if seen else "")))
+        return out[:messages.MAX_ADDRS]
 
     def listening(self) -> list[str]:
         with self._lock:
@@ -118,17 +120,16 @@ class Rendezvous:
         """Authenticate one incoming connection and hand it to its peer link."""
         link_of: list[Any] = []
 
-        def check(hello: dict[str, Any]) -> dict[str, Any]:
-            src, dst = hello.get("src"), hello.get("dst")
-            if dst != self.me:
-                raise ConfigError(f"this is rank {self.me}, not rank {dst}")
-            link = self.route(src) if isinstance(src, int) else None
+        def check(hello: Hello) -> HelloReply:
+            if hello.dst != self.me:
+                raise ConfigError(f"this is rank {self.me}, not rank {hello.dst}")
+            link = self.route(hello.src)
             if link is None:
-                raise ConfigError(f"rank {src} is not a neighbour of rank {self.me} in a ring of {self.world}")
+                raise ConfigError(f"rank {hello.src} is not a neighbour of rank {self.me} in a ring of {self.world}")
             link_of.append(link)
             link.check_hello(hello)
-            return {"rank": self.me, "world": self.world, "addrs": self.advertised(),
-                    "missing": self.missing()}
+            return HelloReply(ok=True, rank=self.me, world=self.world, addrs=tuple(self.advertised()),
+                              missing=tuple(self.missing()))
 
         try:
             hello = handshake.accept(chan, check, self.secret, self.handshake_timeout_s)

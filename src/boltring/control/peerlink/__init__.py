@@ -26,7 +26,6 @@ operation raises.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import queue
@@ -42,6 +41,8 @@ from boltring.control import handshake
 from boltring.control import hostfile
 from boltring.control import interfaces
 from boltring.control import memory
+from boltring.control import messages
+from boltring.control.messages import Advertised, Hello, HelloReply, Missing, SwitchAck
 from boltring.data import native as _native
 from boltring.data.channel import Channel
 from boltring.errors import (AuthError, BoltError, ConfigError, LinkDown, PeerClosed, PeerLost, ProtocolError,
@@ -169,7 +170,7 @@ class PeerLink:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # acceptor side
-        self._incoming: dict[int, dict[int, tuple[Channel, dict[str, Any]]]] = {}
+        self._incoming: dict[int, dict[int, tuple[Channel, Hello]]] = {}
         self._incoming_cv = threading.Condition(self.lock)
         self._probe_peers: set[Channel] = set()
         self.peer_gone: BaseException | None = None
@@ -272,12 +273,11 @@ class PeerLink:
 
     # --------------------------------------------------------- dialer: probes
 
-    def _hello(self, role: str, **extra: Any) -> dict[str, Any]:
-        return {"world": self.world, "src": self.me, "dst": self.peer, "role": role,
-                "instance": self.instance, **extra}
+    def _hello(self, role: str, **extra: Any) -> Hello:
+        return Hello(world=self.world, src=self.me, dst=self.peer, role=role, instance=self.instance, **extra)
 
     def _dial(self, c: Candidate, role: str, connect_s: float | None = None,
-              **extra: Any) -> tuple[Channel, dict[str, Any]]:
+              **extra: Any) -> tuple[Channel, HelloReply]:
         chan = Channel.connect(c.remote, iface=c.iface, timeout=connect_s or self.settings.connect_timeout_s)
         try:
             reply = handshake.dial(chan, self._hello(role, **extra), self.settings.secret,
@@ -285,20 +285,17 @@ class PeerLink:
         except BaseException:
             chan.close(goodbye=False)
             raise
-        if reply.get("rank") != self.peer or reply.get("world") != self.world:
+        if reply.rank != self.peer or reply.world != self.world:
             chan.close(goodbye=False)
             raise ConfigError(f"{chan.where}: expected rank {self.peer} of {self.world}, the peer is rank "
-                              f"{reply.get('rank')} of {reply.get('world')}; the hostfiles disagree")
-        self._learn(reply.get("addrs", []))
-        self._learn_missing(reply.get("missing", []))
+                              f"{reply.rank} of {reply.world}; the hostfiles disagree")
+        self._learn(reply.addrs or ())
+        self._learn_missing(reply.missing or ())
         return chan, reply
 
-    def _learn_missing(self, missing: Any) -> None:
+    def _learn_missing(self, missing: Iterable[Missing]) -> None:
         """The peer's own addresses it holds on no interface now (and which one)."""
-        if not isinstance(missing, list):
-            return
-        self._peer_missing = {str(m.get("addr")): str(m.get("iface") or "interface")
-                              for m in missing[:64] if isinstance(m, dict)}
+        self._peer_missing = {m.addr: m.iface or "interface" for m in missing}
         with self.lock:
             for c in self.policy.candidates:
                 if c.remote in self._peer_missing:
@@ -310,16 +307,12 @@ class PeerLink:
             return f"the peer's {self._peer_missing[c.remote]} is missing (rank {self.peer}, {c.remote})"
         return _why(exc, c)
 
-    def _learn(self, addrs: Any) -> None:
+    def _learn(self, addrs: Iterable[Advertised]) -> None:
         """Add the addresses the peer advertised as candidates (directly reachable ones)."""
-        if not isinstance(addrs, list):
-            return
         local = interfaces.interfaces()
-        for a in addrs[:64]:
-            if not isinstance(a, dict) or not isinstance(a.get("addr"), str):
-                continue
+        for a in addrs:
             try:
-                ip, port = endpoint.parse(a["addr"])
+                ip, port = endpoint.parse(a.addr)
             except ConfigError:
                 continue
             for iface in interfaces.candidates_for(ip, local):
@@ -522,18 +515,12 @@ class PeerLink:
         try:
             for i, c in enumerate(stripes):
                 chan, _ = self._dial(c, "data", epoch=epoch, stripe=i, stripes=len(stripes),
-                                     why=self.want_kind, reason=self.want_reason)
+                                     why=self.want_kind, reason=messages.clip(self.want_reason))
                 chans.append(chan)
             left = max(0.1, deadline - time.monotonic())
-            raw = chans[0].recv_control(_core.KIND_SWITCH, 4096, timeout=left)
-            try:
-                ack = json.loads(raw)
-            except (ValueError, RecursionError):
-                ack = None
-            if not isinstance(ack, dict):
-                raise ProtocolError(f"peer {self.peer}: its SWITCH acknowledgement is not a JSON object")
-            if ack.get("epoch") != epoch:
-                raise ProtocolError(f"peer {self.peer}: switch acknowledged epoch {ack.get('epoch')}, not {epoch}")
+            ack = handshake.receive(chans[0], _core.KIND_SWITCH, SwitchAck, left, max_len=4096)
+            if ack.epoch != epoch:
+                raise ProtocolError(f"peer {self.peer}: switch acknowledged epoch {ack.epoch}, not {epoch}")
         except BaseException:
             for chan in chans:
                 chan.close(goodbye=False)
@@ -558,33 +545,32 @@ class PeerLink:
 
     # ------------------------------------------------------- acceptor: intake
 
-    def check_hello(self, hello: dict[str, Any]) -> None:
+    def check_hello(self, hello: Hello) -> None:
         """Validate a dialer's HELLO for this link (called by the rendezvous)."""
-        if hello.get("world") != self.world:
-            raise ConfigError(f"world size {hello.get('world')} from rank {hello.get('src')}, "
+        if hello.world != self.world:
+            raise ConfigError(f"world size {hello.world} from rank {hello.src}, "
                               f"but this rank's hostfile has {self.world}")
-        if self.peer_instance is not None and hello.get("instance") != self.peer_instance:
+        if self.peer_instance is not None and hello.instance != self.peer_instance:
             raise Refusal(f"rank {self.peer} is already connected from another process; "
                           "two processes claim the same rank (duplicate MLX_RANK?)")
 
-    def incoming(self, chan: Channel, hello: dict[str, Any]) -> None:
+    def incoming(self, chan: Channel, hello: Hello) -> None:
         """A connection the rendezvous accepted and authenticated for this link."""
         with self.lock:
             if self.peer_instance is None:
-                self.peer_instance = hello.get("instance")  # the first authenticated dialer
-        role = hello.get("role")
-        if role == "probe":
+                self.peer_instance = hello.instance  # the first authenticated dialer
+        if hello.role == "probe":
             with self.lock:
                 self._probe_peers.add(chan)
             threading.Thread(target=self._answer_probes, args=(chan,), daemon=True,
                              name=f"boltring-pong-{self.peer}").start()
             return
-        epoch, stripe, stripes = hello.get("epoch"), hello.get("stripe"), hello.get("stripes")
-        if not (isinstance(epoch, int) and isinstance(stripe, int) and isinstance(stripes, int)
-                and 0 <= stripe < stripes <= 16 and epoch > 0):
+        data = hello.data_epoch()
+        if data is None:
             chan.close(goodbye=False)
-            log.warning("peer %d: data connection with a bad epoch/stripe in HELLO: %s", self.peer, hello)
+            log.warning("peer %d: data connection without its epoch and stripe in HELLO: %s", self.peer, hello)
             return
+        epoch, stripe, stripes = data
         with self._incoming_cv:
             if epoch <= self.epoch or self.closed:
                 chan.close(goodbye=False)
@@ -599,8 +585,7 @@ class PeerLink:
                     c.close(goodbye=False)
         chans = [conns[i][0] for i in range(stripes)]
         try:
-            chans[0].send_control(_core.KIND_SWITCH, json.dumps({"epoch": epoch}).encode(),
-                                  timeout=self.settings.connect_timeout_s)
+            handshake.send(chans[0], _core.KIND_SWITCH, SwitchAck(epoch=epoch), self.settings.connect_timeout_s)
         except (BoltError, OSError) as exc:
             log.info("peer %d: could not acknowledge epoch %d: %s", self.peer, epoch, exc)
             for c in chans:
@@ -608,9 +593,9 @@ class PeerLink:
             return
         old, path = self.path, _path_of(chans[0])
         self._adopt(epoch, chans, path)
-        why = str(hello.get("why", "switch"))
+        why = hello.why if hello.why is not None else "switch"
         self._event(why if why in KINDS else "switch", old, path,
-                    f"{hello.get('reason') or 'the dialer opened a new path'} (epoch {epoch})")
+                    f"{hello.reason or 'the dialer opened a new path'} (epoch {epoch})")
 
     def _answer_probes(self, chan: Channel) -> None:
         """Answer the dialer's probes on one path until it stops probing (thread)."""
