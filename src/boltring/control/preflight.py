@@ -45,7 +45,7 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,25 +57,27 @@ from boltring.control import handshake
 from boltring.control import interfaces
 from boltring.control import listening
 from boltring.control import memory
+from boltring.control import messages
 from boltring.control import rendezvous
 from boltring.control.diagnosis import Limits, Path, Peer, Report
 from boltring.control.hostfile import Hostfile, dials, from_environment
 from boltring.control.interfaces import Interface
+from boltring.control.messages import (MAX_BULK_BYTES, MAX_PINGS, Hello, HelloReply, Message, PathSummary,
+                                       PreflightReply)
 from boltring.control.peerlink import resolve
 from boltring.control.policy import Candidate
 from boltring.data.channel import Channel, Listener
-from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
+from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, ProtocolError, Timeout
 
 log = logging.getLogger("boltring")
 
 ROLE = "preflight"
 MiB = 1 << 20
 WARMUP_BYTES = 1 * MiB
-MAX_BULK_BYTES = 1 << 30  # what an acceptor agrees to receive in one exchange
-MAX_PINGS = 10_000
 PING_BATCH = 5
 MAX_BUDGET_S = 3600.0
 NOT_MEASURED = "not measured"
+MAX_REQUEST = handshake.MAX_MESSAGE * 8  # a summary of many paths
 
 # Preflight's names for the diagnosis model (``control.diagnosis``), which doctor shares.
 PathResult = Path
@@ -95,21 +97,26 @@ def evaluate(peer: int, paths: list[Path], max_rtt_ms: float,
 # ------------------------------------------------------------------ messages
 
 
-def _send(chan: Channel, msg: dict[str, Any], timeout: float) -> None:
-    handshake.send_message(chan, _core.KIND_HELLO, msg, timeout)
+def _send(chan: Channel, msg: Message, timeout: float) -> None:
+    handshake.send(chan, _core.KIND_HELLO, msg, timeout)
 
 
-def _recv(chan: Channel, timeout: float) -> dict[str, Any]:
-    return handshake.recv_message(chan, _core.KIND_HELLO, timeout, handshake.MAX_MESSAGE * 8, "preflight",
-                                  ConfigError)
-
-
-def _request(chan: Channel, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _request(chan: Channel, msg: messages.Request, timeout: float) -> PreflightReply:
     _send(chan, msg, timeout)
-    reply = _recv(chan, timeout)
-    if not reply.get("ok"):
-        raise ConfigError(f"{chan.where}: the peer refused {msg.get('op')}: {reply.get('error')}")
+    reply = handshake.receive(chan, _core.KIND_HELLO, PreflightReply, timeout)
+    if not reply.ok:
+        raise ConfigError(f"{chan.where}: the peer refused {msg.op}: {reply.error}")
     return reply
+
+
+def _summary(results: Sequence[Path]) -> messages.Summary:
+    """Every path's result as the dialer sends it (reasons clipped to what the peer reads)."""
+    paths = []
+    for r in results:
+        d = r.to_dict(measured=True)
+        d["reason"] = messages.clip(d["reason"])
+        paths.append(PathSummary.from_wire({k: v for k, v in d.items() if v is not None}))
+    return messages.Summary.of(paths=tuple(paths))
 
 
 # ------------------------------------------------------------------ dialer
@@ -144,12 +151,12 @@ def _connect(c: Candidate, peer: int, st: _Settings, deadline: float) -> tuple[C
             chan = Channel.connect(c.remote, iface=c.iface, timeout=min(1.0, left))
             reply = handshake.dial(chan, {"world": st.world, "src": st.me, "dst": peer, "role": ROLE},
                                    st.secret, max(0.1, min(st.timeout, left)))
-            if reply.get("role") != ROLE:
+            if reply.role != ROLE:
                 raise ConfigError(f"{chan.where}: a running boltring group answered, not a preflight; "
                                   "run preflight before the job, or on other ports")
-            if reply.get("rank") != peer or reply.get("world") != st.world:
+            if reply.rank != peer or reply.world != st.world:
                 raise ConfigError(f"{chan.where}: expected rank {peer} of {st.world}, it is rank "
-                                  f"{reply.get('rank')} of {reply.get('world')}; the hostfiles disagree")
+                                  f"{reply.rank} of {reply.world}; the hostfiles disagree")
             return chan, "ok", ""
         except AuthError as exc:
             _close(chan)
@@ -186,7 +193,7 @@ def _measure(chan: Channel, res: PathResult, st: _Settings, sbuf: memoryview, rb
     rtts: list[float] = []
     while len(rtts) < st.pings and time.monotonic() < t_end:
         n = min(PING_BATCH, st.pings - len(rtts))
-        _request(chan, {"op": "ping", "n": n}, st.timeout)
+        _request(chan, messages.Pings.of(n=n), st.timeout)
         for _ in range(n):
             rtts.append(chan.ping(max(0.01, min(st.timeout, t_end - time.monotonic()))) * 1000.0)
     res.pings = len(rtts)
@@ -209,7 +216,7 @@ def _measure(chan: Channel, res: PathResult, st: _Settings, sbuf: memoryview, rb
 
 def _bulk(chan: Channel, out: memoryview, into: memoryview, timeout: float) -> float:
     """One full-duplex exchange of len(out) bytes each way; its duration in s."""
-    _request(chan, {"op": "bulk", "bytes": out.nbytes, "timeout_s": timeout}, timeout)
+    _request(chan, messages.Bulk.of(bytes=out.nbytes, timeout_s=timeout), timeout)
     t0 = time.perf_counter()
     chan.exchange(out, into, timeout=timeout)
     return time.perf_counter() - t0
@@ -252,7 +259,7 @@ def _plan(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settin
     budget = len(chans) * st.path_budget_s + st.timeout
     for i in sorted(chans):
         try:
-            _request(chans[i], {"op": "plan", "budget_s": budget, "paths": len(chans)}, st.timeout)
+            _request(chans[i], messages.Plan.of(budget_s=budget, paths=len(chans)), st.timeout)
             return
         except (BoltError, OSError) as exc:
             results[i].status, results[i].reason = "error", f"failed after connecting: {exc}"
@@ -277,7 +284,7 @@ def _measure_all(peer: int, chans: dict[int, Channel], results: list[Path], st: 
 
 def _tell(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settings) -> None:
     """Send every path's result (so both ranks print the same table), then bye on each."""
-    summary = {"op": "summary", "paths": [r.to_dict(measured=True) for r in results]}
+    summary = _summary(results)
     for i in sorted(chans):
         try:
             _request(chans[i], summary, st.timeout)
@@ -286,7 +293,7 @@ def _tell(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settin
             log.warning("preflight: peer %d: summary via %s failed: %s", peer, results[i].iface, exc)
     for chan in chans.values():
         try:
-            _send(chan, {"op": "bye"}, 1.0)
+            _send(chan, messages.Bye.of(), 1.0)
         except (BoltError, OSError):
             pass
 
@@ -305,8 +312,9 @@ class _Session:
 
 
 class _Conn:
-    """One connection from a dialing neighbour, past the handshake: its requests,
-    each answered by the handler of its op (``HANDLERS``), until bye."""
+    """One connection from a dialing neighbour, past the handshake: its requests
+    (``messages.read_request``), each answered by the handler of its op
+    (``HANDLERS``), until bye."""
 
     def __init__(self, acc: _Acceptor, chan: Channel, sess: _Session):
         self.acc, self.chan, self.sess, self.st = acc, chan, sess, acc.st
@@ -318,66 +326,58 @@ class _Conn:
             left = self.sess.deadline - time.monotonic()
             if left <= 0:
                 return
-            msg = _recv(self.chan, left)
-            handler = self.HANDLERS.get(msg.get("op"), _Conn.unknown)
-            if not handler(self, msg):
+            obj = handshake.recv_message(self.chan, _core.KIND_HELLO, left, MAX_REQUEST, "preflight")
+            try:
+                msg = messages.read_request(obj)
+            except ProtocolError as exc:
+                self._reply(False, messages.clip(str(exc)))
+                raise
+            if not self.HANDLERS[type(msg)](self, msg):
                 return
 
     def _reply(self, ok: bool = True, error: str | None = None) -> None:
-        _send(self.chan, {"ok": ok} if error is None else {"ok": ok, "error": error}, self.st.timeout)
+        _send(self.chan, PreflightReply(ok=ok, error=error), self.st.timeout)
 
     def _left(self) -> float:
         return max(0.01, self.sess.deadline - time.monotonic())
 
     # Each handler answers one request; False ends the connection.
 
-    def plan(self, msg: dict[str, Any]) -> bool:
-        budget = float(msg.get("budget_s", 0))
+    def plan(self, msg: messages.Plan) -> bool:
         with self.acc.cv:
-            self.sess.deadline = time.monotonic() + min(max(budget, 0.0), MAX_BUDGET_S) + self.st.timeout
+            self.sess.deadline = time.monotonic() + min(msg.budget_s, MAX_BUDGET_S) + self.st.timeout
         self._reply()
         return True
 
-    def ping(self, msg: dict[str, Any]) -> bool:
-        n = int(msg.get("n", 0))
-        if not 0 <= n <= MAX_PINGS:
-            self._reply(False, f"{n} pings is out of range")
-            return False
+    def ping(self, msg: messages.Pings) -> bool:
         self._reply()
-        for _ in range(n):
+        for _ in range(msg.n):
             self.chan.recv_control(_core.KIND_PING, 64, timeout=self._left())
             self.chan.send_control(_core.KIND_PONG, b"", timeout=self.st.timeout)
         return True
 
-    def bulk(self, msg: dict[str, Any]) -> bool:
-        n = int(msg.get("bytes", 0))
-        wait = min(float(msg.get("timeout_s", self.st.timeout)), self._left())
-        if not 0 < n <= MAX_BULK_BYTES:
-            self._reply(False, f"{n} bytes is out of range")
-            return False
+    def bulk(self, msg: messages.Bulk) -> bool:
+        n = msg.bytes
+        wait = min(msg.timeout_s if msg.timeout_s is not None else self.st.timeout, self._left())
         if self.rbuf is None or self.sbuf is None or len(self.rbuf) < n:
             self.rbuf, self.sbuf = bytearray(n), bytearray(n)
         self._reply()
         self.chan.exchange(memoryview(self.sbuf)[:n], memoryview(self.rbuf)[:n], timeout=wait)
         return True
 
-    def summary(self, msg: dict[str, Any]) -> bool:
-        paths = msg.get("paths")
-        self._reply(isinstance(paths, list), "no paths")
-        if isinstance(paths, list):
-            with self.acc.cv:
-                self.sess.summary = [p for p in paths if isinstance(p, dict)]
-                self.acc.cv.notify_all()
+    def summary(self, msg: messages.Summary) -> bool:
+        self._reply()
+        with self.acc.cv:
+            self.sess.summary = [p.to_wire() for p in msg.paths]
+            self.acc.cv.notify_all()
         return True
 
-    def bye(self, msg: dict[str, Any]) -> bool:
+    def bye(self, msg: messages.Bye) -> bool:
         return False
 
-    def unknown(self, msg: dict[str, Any]) -> bool:
-        self._reply(False, f"unknown op {msg.get('op')!r}")
-        return False
-
-    HANDLERS = {"plan": plan, "ping": ping, "bulk": bulk, "summary": summary, "bye": bye}
+    HANDLERS: dict[type[messages.Request], Callable[[_Conn, Any], bool]] = {
+        messages.Plan: plan, messages.Pings: ping, messages.Bulk: bulk, messages.Summary: summary,
+        messages.Bye: bye}
 
 
 class _Acceptor:
@@ -416,19 +416,18 @@ class _Acceptor:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def _check(self, hello: dict[str, Any]) -> dict[str, Any]:
-        src, dst = hello.get("src"), hello.get("dst")
-        if hello.get("role") != ROLE:
+    def _check(self, hello: Hello) -> HelloReply:
+        if hello.role != ROLE:
             raise handshake.NotReady(f"rank {self.st.me} is running boltring preflight, not a group "
-                                     f"(got role {hello.get('role')!r})")
-        if dst != self.st.me:
-            raise ConfigError(f"this is rank {self.st.me}, not rank {dst}")
-        if hello.get("world") != self.st.world:
-            raise ConfigError(f"world size {hello.get('world')} from rank {src}, but this rank's "
+                                     f"(got role {hello.role!r})")
+        if hello.dst != self.st.me:
+            raise ConfigError(f"this is rank {self.st.me}, not rank {hello.dst}")
+        if hello.world != self.st.world:
+            raise ConfigError(f"world size {hello.world} from rank {hello.src}, but this rank's "
                               f"hostfile has {self.st.world}")
-        if src not in self.sessions:
-            raise ConfigError(f"rank {src} is not a neighbour that dials rank {self.st.me}")
-        return {"rank": self.st.me, "world": self.st.world, "role": ROLE}
+        if hello.src not in self.sessions:
+            raise ConfigError(f"rank {hello.src} is not a neighbour that dials rank {self.st.me}")
+        return HelloReply(ok=True, rank=self.st.me, world=self.st.world, role=ROLE)
 
     def _serve(self, chan: Channel) -> None:
         """One connection from a dialing neighbour (on its own thread): the
@@ -450,10 +449,10 @@ class _Acceptor:
 
     def _admit(self, chan: Channel) -> _Session | None:
         """The handshake: the session of the neighbour it names, or None (refused)."""
-        src: list[Any] = []
+        src: list[int] = []
 
-        def check(hello: dict[str, Any]) -> dict[str, Any]:
-            src.append(hello.get("src"))
+        def check(hello: Hello) -> HelloReply:
+            src.append(hello.src)
             return self._check(hello)
 
         try:
@@ -461,14 +460,14 @@ class _Acceptor:
         except (AuthError, ConfigError) as exc:
             log.warning("preflight: rank %d refused %s: %s", self.st.me, chan.where, exc)
             with self.cv:
-                sess_of = self.sessions.get(src[0]) if src and isinstance(src[0], int) else None
+                sess_of = self.sessions.get(src[0]) if src else None
                 (sess_of.errors if sess_of else self.errors).append(f"refused a connection: {exc}")
                 self.cv.notify_all()
             return None
         except (BoltError, OSError) as exc:
             log.debug("preflight: handshake with %s failed: %s", chan.where, exc)
             return None
-        sess = self.sessions[int(hello["src"])]
+        sess = self.sessions[hello.src]
         with self.cv:
             sess.connections += 1
         return sess
