@@ -77,30 +77,24 @@ class Options:
         if not self.prefix:
             self.prefix = f"bb{os.getpid() % 100000}"
 
-    # how hard each stage works
     @property
-    def budget_s(self) -> float:
-        return 0.15 if self.quick else 0.7
+    def effort(self) -> Effort:
+        """How hard each stage works."""
+        return QUICK if self.quick else FULL
 
-    @property
-    def passes(self) -> int:
-        return 2 if self.quick else 4
 
-    @property
-    def min_iters(self) -> int:
-        return 4 if self.quick else 8
+@dataclass(frozen=True)
+class Effort:
+    budget_s: float  # per case, split over the passes
+    passes: int
+    min_iters: int
+    max_iters: int
+    link_seconds: float  # each iperf3 / sockperf run
+    decode_rounds: int
 
-    @property
-    def max_iters(self) -> int:
-        return 300 if self.quick else 2000
 
-    @property
-    def link_seconds(self) -> float:
-        return 1.0 if self.quick else 3.0
-
-    @property
-    def decode_rounds(self) -> int:
-        return 2 if self.quick else 5
+QUICK = Effort(budget_s=0.15, passes=2, min_iters=4, max_iters=300, link_seconds=1.0, decode_rounds=2)
+FULL = Effort(budget_s=0.7, passes=4, min_iters=8, max_iters=2000, link_seconds=3.0, decode_rounds=5)
 
 
 def machine_facts() -> dict[str, Any]:
@@ -285,7 +279,7 @@ class Run:
         with self.ui.task(f"link ceiling, {label} (iperf3 --bidir, sockperf ping-pong)", 2) as advance:
             if "iperf3" not in missing:
                 runs.append({"when": label, **baselines.iperf3_bidir(
-                    self.procs, server, client, seconds=self.opts.link_seconds, port=self.next_port())})
+                    self.procs, server, client, seconds=self.opts.effort.link_seconds, port=self.next_port())})
             advance()
             if "sockperf" not in missing:
                 for row in baselines.sockperf_pingpong(self.procs, server, client, sizes, seconds=1,
@@ -319,7 +313,7 @@ class Run:
         """Every (op, dtype, size) as `passes` consecutive passes sharing the budget:
         the collectives run them in ABBA order (A B, then B A, ...), so load that
         comes and goes on a shared machine falls on both systems alike."""
-        passes = self.opts.passes
+        passes = self.opts.effort.passes
         out = []
         for op in OPS:
             for dtype in (self.opts.dtypes if op == "all_sum" else self.opts.dtypes[:1]):
@@ -330,9 +324,9 @@ class Run:
                     for p in range(passes):
                         out.append({"op": op, "dtype": dtype, "bytes": size, "pass": p,
                                     "warmup": warmup if p == 0 else max(1, warmup // 2),
-                                    "budget_s": self.opts.budget_s / passes,
-                                    "min_iters": max(2, -(-self.opts.min_iters // passes)),
-                                    "max_iters": max(self.opts.min_iters, self.opts.max_iters // passes)})
+                                    "budget_s": self.opts.effort.budget_s / passes,
+                                    "min_iters": max(2, -(-self.opts.effort.min_iters // passes)),
+                                    "max_iters": max(self.opts.effort.min_iters, self.opts.effort.max_iters // passes)})
         return out
 
     def collectives(self) -> None:
@@ -349,7 +343,7 @@ class Run:
         """16 KiB all_sum with the group's state published (the default: a snapshot file
         rewritten every 0.25 s) and with publishing off: two boltring pairs, their
         short passes (0.25 s, a snapshot each) alternating in ABBA order."""
-        passes = 10 * self.opts.passes
+        passes = 10 * self.opts.effort.passes
         cases = [{"op": "all_sum", "dtype": "bfloat16", "bytes": 16 * KiB, "pass": p, "warmup": 20,
                   "budget_s": 0.25, "min_iters": 100, "max_iters": 100_000} for p in range(passes)]
         configs = {"published": True, "not published": False}
@@ -427,7 +421,7 @@ class Run:
         transport could reach here), boltring and MLX's ring: all loaded, rounds
         alternating between them."""
         model = {"seed": 0, "hidden": 256, "layers": 16, "tokens": 64, "prompt": 8}
-        spec = {"job": "decode", "model": model, "warmup": 1, "rounds": self.opts.decode_rounds}
+        spec = {"job": "decode", "model": model, "warmup": 1, "rounds": self.opts.effort.decode_rounds}
         runs = {"single": 1, "nocomm": 2, "boltring": 2, "mlx": 2}
         live, built, rounds = {}, {}, {s: [] for s in runs}
         try:
