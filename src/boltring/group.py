@@ -16,6 +16,7 @@ the collectives as methods (`g.all_sum(x)` is `mx.distributed.all_sum(x, group=g
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import threading
@@ -34,6 +35,8 @@ from boltring.control.hostfile import Hostfile, from_environment
 from boltring.observe import metrics, publisher
 from boltring.control.peerlink import PathEvent, PathInfo, PeerLink, Settings, open_link
 from boltring.control.rendezvous import Rendezvous
+
+log = logging.getLogger("boltring")
 
 _live: list[Group] = []
 _live_lock = threading.Lock()
@@ -274,6 +277,7 @@ def init(
 
         report = run_preflight(hf, rank, max_rtt_ms=max_rtt_ms, min_gbps=min_gbps, secret=secret,
                                timeout=min(timeout_s, 10.0))
+        log.log(logging.INFO if report.ok else logging.WARNING, "%s", report.render())  # diagnosis's renderer
         if not report.ok:
             raise LinkDown("preflight failed: " + "; ".join(report.failures))
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boltring.control import messages
-from boltring.control.messages import (MESSAGES, Advertised, AuthProof, AuthVerdict, Hello, HelloReply, Message,
-                                       Missing, SwitchAck)
+from boltring.control.messages import (MESSAGES, Advertised, AuthProof, AuthVerdict, Bulk, Bye, Hello, HelloReply,
+                                       Message, Missing, PathSummary, Pings, Plan, PreflightReply, Summary,
+                                       SwitchAck)
 from boltring.errors import ProtocolError
 
 pytestmark = pytest.mark.timeout(120)
@@ -36,8 +37,23 @@ VALID: dict[type[Message], dict] = {
     AuthProof: {"proof": "cd" * 32},
     AuthVerdict: {"ok": False},
     SwitchAck: {"epoch": 7},
+    # preflight's requests and replies (after a HELLO of role "preflight")
+    Plan: {"op": "plan", "budget_s": 31.5, "paths": 2},
+    Pings: {"op": "ping", "n": 5},
+    Bulk: {"op": "bulk", "bytes": 1 << 20, "timeout_s": 14.0},
+    PathSummary: {"iface": "tb0", "kind": "thunderbolt", "remote": "10.0.0.1:5000", "status": "ok", "reason": "",
+                  "source": "live", "position": 0, "peer_iface": "tb1", "rtt_ms": 0.05, "rtt_min_ms": 0.04,
+                  "rtt_max_ms": 0.07, "pings": 20, "bulk_bytes": 64 << 20, "bulk_s": 0.1, "mb_per_s": 900.0,
+                  "gbps": 7.2},
+    Summary: {"op": "summary", "paths": [{"iface": "tb0", "kind": "thunderbolt", "remote": "10.0.0.1:5000",
+                                          "status": "ok", "rtt_ms": 0.05, "pings": 20},
+                                         {"iface": "", "kind": "other", "remote": "10.0.1.1:5000",
+                                          "status": "unresolved", "reason": "no interface here reaches it"}]},
+    Bye: {"op": "bye"},
+    PreflightReply: {"ok": False, "error": "unknown op 'x'"},
 }
 KEYS = sorted({k for v in VALID.values() for k in v} | {"send_seq", "error", "not_ready", "auth_failed", "role"})
+KEYS += ["op"] * 4  # preflight's requests are told apart by their op
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True, allow_infinity=True)
@@ -128,6 +144,14 @@ def test_every_valid_message_reads_and_writes_back_unchanged():
     (AuthProof, {"proof": "\u00e9"}, "'proof'"),
     (SwitchAck, {"epoch": 1.0}, "'epoch'"),
     (SwitchAck, [1, 2], "a JSON object"),
+    (Pings, {"op": "ping", "n": 10_001}, "'n'"),
+    (Pings, {"op": "bulk", "n": 1}, "field 'op' is 'bulk'"),
+    (Bulk, {"op": "bulk", "bytes": 0}, "'bytes'"),
+    (Bulk, {"op": "bulk", "bytes": (1 << 30) + 1}, "'bytes'"),
+    (Plan, {"op": "plan", "budget_s": float("nan")}, "'budget_s'"),
+    (Plan, {"op": "plan"}, "'budget_s' is missing"),
+    (Summary, {"op": "summary", "paths": [{"iface": "tb0"}]}, "'paths'[0]: field 'kind' is missing"),
+    (Summary, {"op": "summary"}, "'paths' is missing"),
 ])
 def test_a_bad_field_is_a_protocol_error_naming_it(cls, obj, field):
     with pytest.raises(ProtocolError, match=None) as got:
@@ -153,6 +177,34 @@ def test_the_wire_form_is_the_one_the_code_always_sent():
     assert messages.encode(AuthProof(proof="ab")) == b'{"proof":"ab"}'
     assert messages.encode(AuthVerdict(ok=True)) == b'{"ok":true}'
     assert messages.encode(SwitchAck(epoch=3)) == json.dumps({"epoch": 3}).encode()
+
+
+def test_a_preflight_request_is_read_by_its_op():
+    assert messages.read_request({"op": "ping", "n": 3}) == Pings.of(n=3)
+    assert messages.read_request({"op": "bye", "extra": 1}) == Bye.of()
+    for obj in ({"op": "x"}, {"n": 3}, {"op": 5}, [1], None):
+        with pytest.raises(ProtocolError, match="preflight request: unknown op"):
+            messages.read_request(obj)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(obj=json_values)
+def test_random_json_values_are_preflight_requests_or_protocol_errors(obj):
+    try:
+        msg = messages.read_request(obj)
+    except ProtocolError as exc:
+        assert "preflight" in str(exc), exc
+        return
+    assert msg.to_wire() == {k: v for k, v in obj.items() if k in msg.to_wire()}
+
+
+def test_preflights_wire_form_is_the_one_it_always_sent():
+    assert messages.encode(Plan.of(budget_s=31.0, paths=2)) == b'{"op":"plan","budget_s":31.0,"paths":2}'
+    assert messages.encode(Pings.of(n=5)) == b'{"op":"ping","n":5}'
+    assert messages.encode(Bulk.of(bytes=1048576, timeout_s=14.0)) == b'{"op":"bulk","bytes":1048576,"timeout_s":14.0}'
+    assert messages.encode(Bye.of()) == b'{"op":"bye"}'
+    assert messages.encode(PreflightReply(ok=True)) == b'{"ok":true}'
+    assert messages.encode(PreflightReply(ok=False, error="no")) == b'{"ok":false,"error":"no"}'
 
 
 @pytest.mark.parametrize("raw", [b"[" * 5000, b"9" * 4400, b"\xff", b"[1, 2]", b"", b"null"])

@@ -19,6 +19,12 @@ declared with the helpers below (`integer`, `boolean`, `text`, `hexdigits`,
     AUTH           dialer -> acceptor      `AuthProof`
     AUTH (verdict) acceptor -> dialer      `AuthVerdict`
     SWITCH         acceptor -> dialer      `SwitchAck`: the epoch whose stripes all arrived
+
+and, after a HELLO of role "preflight" (``boltring preflight``), in HELLO frames:
+
+    request        dialer -> acceptor      `Plan`, `Pings`, `Bulk`, `Summary` (`PathSummary`), `Bye`
+                                           (`read_request` picks the class by ``op``)
+    reply          acceptor -> dialer      `PreflightReply`
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ __all__ = [
     "integer", "boolean", "text", "number", "listing", "nested",
     "hexdigits", "int_in", "is_bool", "str_of", "hex_of", "num_in", "list_of", "obj_of", "clip",
     "Hello", "HelloReply", "Advertised", "Missing", "AuthProof", "AuthVerdict", "SwitchAck",
+    "MAX_PINGS", "MAX_BULK_BYTES", "Request", "Plan", "Pings", "Bulk", "PathSummary", "Summary", "Bye",
+    "PreflightReply", "REQUESTS", "read_request",
 ]
 
 VERSION = 1  # of the handshake
@@ -384,5 +392,129 @@ class SwitchAck(Message):
     epoch: int = integer(1, MAX_EPOCH, required=True)
 
 
+# ---------------------------------------------------------------- preflight
+
+MAX_PINGS = 10_000  # ping-pongs in one request
+MAX_BULK_BYTES = 1 << 30  # what an acceptor agrees to receive in one exchange
+MAX_SECONDS = 1e9  # a budget or a timeout, in s (the acceptor bounds it further)
+MAX_PATHS = 1 << 12  # paths to one neighbour in a summary
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request(Message):
+    """A preflight request; ``op`` names it (each op is a class, `REQUESTS`)."""
+
+    WHAT: ClassVar[str] = "preflight request"
+    OP: ClassVar[str] = ""
+
+    op: str = text(MAX_NAME, required=True)
+
+    @classmethod
+    def of(cls: type[M], **fields: Any) -> M:
+        """The request with its ``op`` filled in."""
+        return cls(op=cls.OP, **fields)  # type: ignore[attr-defined]
+
+    def check(self, where: str) -> None:
+        if self.op != self.OP:
+            raise ProtocolError(f"{where}: field 'op' is {_shown(self.op)}, not {self.OP!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan(Request):
+    """How long the acceptor should wait at most, for how many paths."""
+
+    WHAT: ClassVar[str] = "preflight plan"
+    OP: ClassVar[str] = "plan"
+
+    budget_s: float = number(0, MAX_SECONDS, required=True)
+    paths: int | None = integer(0, MAX_PATHS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pings(Request):
+    """``n`` PING/PONG round trips follow."""
+
+    WHAT: ClassVar[str] = "preflight ping"
+    OP: ClassVar[str] = "ping"
+
+    n: int = integer(0, MAX_PINGS, required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bulk(Request):
+    """One full-duplex exchange of ``bytes`` each way follows, within ``timeout_s``."""
+
+    WHAT: ClassVar[str] = "preflight bulk"
+    OP: ClassVar[str] = "bulk"
+
+    bytes: int = integer(1, MAX_BULK_BYTES, required=True)
+    timeout_s: float | None = number(0, MAX_SECONDS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PathSummary(Message):
+    """One path as the dialer measured it (``diagnosis.Path``'s measured fields)."""
+
+    WHAT: ClassVar[str] = "preflight path"
+
+    iface: str = text(MAX_NAME, required=True)
+    kind: str = text(MAX_NAME, required=True)
+    remote: str = text(MAX_ADDR, required=True)
+    status: str = text(MAX_NAME, required=True)
+    reason: str | None = text(MAX_TEXT)
+    source: str | None = text(MAX_NAME)
+    position: int | None = integer(0, MAX_PATHS)
+    peer_iface: str | None = text(MAX_NAME)
+    rtt_ms: float | None = number(0, MAX_SECONDS)
+    rtt_min_ms: float | None = number(0, MAX_SECONDS)
+    rtt_max_ms: float | None = number(0, MAX_SECONDS)
+    pings: int | None = integer(0, MAX_PINGS)
+    bulk_bytes: int | None = integer(0, MAX_BULK_BYTES)
+    bulk_s: float | None = number(0, MAX_SECONDS)
+    mb_per_s: float | None = number(0, 1e15)
+    gbps: float | None = number(0, 1e15)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary(Request):
+    """Every path's result, so that both ranks print the same table."""
+
+    WHAT: ClassVar[str] = "preflight summary"
+    OP: ClassVar[str] = "summary"
+
+    paths: tuple[PathSummary, ...] = listing(PathSummary, MAX_PATHS, required=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bye(Request):
+    """The dialer is done with this connection."""
+
+    WHAT: ClassVar[str] = "preflight bye"
+    OP: ClassVar[str] = "bye"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreflightReply(Message):
+    """The acceptor's answer to a request: ``ok``, or why not."""
+
+    WHAT: ClassVar[str] = "preflight reply"
+
+    ok: bool = boolean(required=True)
+    error: str | None = text(MAX_TEXT)
+
+
+REQUESTS: dict[str, type[Request]] = {c.OP: c for c in (Plan, Pings, Bulk, Summary, Bye)}
+
+
+def read_request(obj: Any) -> Request:
+    """The preflight request `obj` holds, of the class its ``op`` names; ProtocolError
+    (naming the op or the field) for anything else."""
+    op = obj.get("op") if isinstance(obj, dict) else None
+    cls = REQUESTS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise ProtocolError(f"{Request.WHAT}: unknown op {_shown(op)}")
+    return cls.from_wire(obj)
+
+
 MESSAGES: tuple[type[Message], ...] = (Hello, HelloReply, Advertised, Missing, AuthProof, AuthVerdict,
-                                       SwitchAck)
+                                       SwitchAck, Plan, Pings, Bulk, PathSummary, Summary, Bye, PreflightReply)

@@ -24,221 +24,99 @@ handshake by ``timeout``, the pings of a path by ``timeout`` in all, a bulk
 exchange by ``timeout + 2 * seconds``, and the acceptor's whole wait by the
 budget the dialer announces (itself the sum of those bounds).
 
-Verdict per neighbour: the path the group would use is the best-ranked one whose
-median RTT is within ``max_rtt_ms``.  Failure when that is not a path of the
-best kind, when no path is within the RTT limit, when no path works, or when the
-path in use carries less than ``min_gbps`` each way.  ``run_preflight`` returns a
-:class:`Report` (``exit_code`` 0 or 1); ``boltring preflight`` prints it.
+The acceptor accepts through the rendezvous's accept loop
+(``rendezvous.accept_loop``) and answers each request op with its own handler
+(``_Conn.HANDLERS``).
+
+Verdict per neighbour (``diagnosis.judge`` with :class:`diagnosis.Limits`, the
+group's own ``policy.choose``): the path the group would use is the best-ranked
+one whose median RTT is within ``max_rtt_ms``.  Failure when that is not a path
+of the best kind, when no path is within the RTT limit, when no path works, or
+when the path in use carries less than ``min_gbps`` each way.  ``run_preflight``
+returns a :class:`diagnosis.Report` (``exit_code`` 0 or 1); ``boltring
+preflight`` (``tools/preflight.py``) prints it.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
-import select
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from boltring.data import _core
 from boltring.data import endpoint
+from boltring.control import diagnosis
 from boltring.control import handshake
 from boltring.control import interfaces
 from boltring.control import listening
 from boltring.control import memory
-from boltring.data.channel import Channel, Listener
-from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, Timeout
-from boltring.control import diagnosis
-from boltring.control.hostfile import Address, Hostfile, dials, from_environment
-from boltring.control.interfaces import Interface, LinkKind
+from boltring.control import messages
+from boltring.control import rendezvous
+from boltring.control.diagnosis import Limits, Path, Peer, Report
+from boltring.control.hostfile import Hostfile, dials, from_environment
+from boltring.control.interfaces import Interface
+from boltring.control.messages import (MAX_BULK_BYTES, MAX_PINGS, Hello, HelloReply, Message, PathSummary,
+                                       PreflightReply)
 from boltring.control.peerlink import resolve
-from boltring.control.policy import Candidate, choose
+from boltring.control.policy import Candidate
+from boltring.data.channel import Channel, Listener
+from boltring.errors import AuthError, BoltError, ConfigError, LinkDown, ProtocolError, Timeout
 
 log = logging.getLogger("boltring")
 
 ROLE = "preflight"
 MiB = 1 << 20
 WARMUP_BYTES = 1 * MiB
-MAX_BULK_BYTES = 1 << 30  # what an acceptor agrees to receive in one exchange
-MAX_PINGS = 10_000
 PING_BATCH = 5
 MAX_BUDGET_S = 3600.0
+NOT_MEASURED = "not measured"
+MAX_REQUEST = handshake.MAX_MESSAGE * 8  # a summary of many paths
+
+# Preflight's names for the diagnosis model (``control.diagnosis``), which doctor shares.
+PathResult = Path
+PeerResult = Peer
+
+__all__ = ["MAX_BULK_BYTES", "MAX_PINGS", "PathResult", "PeerResult", "Report", "evaluate", "run_preflight"]
 
 
-@dataclass
-class PathResult:
-    """One path to a neighbour as measured.  ``iface`` is this rank's interface,
-    ``peer_iface`` the neighbour's (known on the accepting side); ``remote`` is
-    the address the dialer dialled (the accepting rank's)."""
-
-    iface: str
-    kind: str
-    remote: str
-    status: str  # ok, missing, down, off-subnet, unresolved, refused, timeout, unreachable, auth, error, not measured
-    reason: str = ""
-    peer_iface: str | None = None
-    rtt_ms: float | None = None  # median
-    rtt_min_ms: float | None = None
-    rtt_max_ms: float | None = None
-    pings: int = 0
-    bulk_bytes: int = 0  # each way
-    bulk_s: float | None = None
-    mb_per_s: float | None = None  # each way, 1 MB = 10**6 bytes
-    position: int = 0  # order of the path in the hostfile's entry (resolve order)
-
-    @property
-    def gbps(self) -> float | None:
-        return None if self.mb_per_s is None else self.mb_per_s * 8 / 1000
-
-    @property
-    def label(self) -> str:
-        return f"{self.iface or '(no interface)'} ({self.kind}) -> {self.remote}"
-
-
-@dataclass
-class PeerResult:
-    peer: int
-    role: str  # "dialer" (this rank dialled) or "acceptor"
-    paths: list[PathResult]
-    would_use: PathResult | None = None
-    state: str = "down"  # primary, fallback, slow, down
-    failures: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Report:
-    """What ``run_preflight`` measured, and the verdict."""
-
-    rank: int
-    world: int
-    hostfile: str
-    max_rtt_ms: float
-    min_gbps: float | None
-    authenticated: bool
-    listening: list[str] = field(default_factory=list)
-    peers: list[PeerResult] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.ok else 1
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok, "exit_code": self.exit_code, "rank": self.rank, "world": self.world,
-            "hostfile": self.hostfile, "max_rtt_ms": self.max_rtt_ms, "min_gbps": self.min_gbps,
-            "authenticated": self.authenticated, "listening": self.listening,
-            "peers": [{"peer": p.peer, "role": p.role, "state": p.state, "failures": p.failures,
-                       "would_use": _path_dict(p.would_use) if p.would_use else None,
-                       "paths": [_path_dict(x) for x in p.paths]} for p in self.peers],
-            "failures": self.failures,
-        }
-
-    def render(self) -> str:
-        limits = f"RTT <= {self.max_rtt_ms:g} ms"
-        if self.min_gbps is not None:
-            limits += f", throughput >= {self.min_gbps:g} Gb/s each way"
-        out = [f"boltring preflight: rank {self.rank} of {self.world}, hostfile {self.hostfile}; {limits}; "
-               + ("authenticated" if self.authenticated else "unauthenticated (BOLTRING_SECRET not set)")]
-        if self.listening:
-            out.append("listening on: " + "; ".join(self.listening))
-        for p in self.peers:
-            who = "this rank dialled" if p.role == "dialer" else "it dialled this rank"
-            out += ["", f"Peer {p.peer} ({who})"]
-            rows = []
-            for n, x in enumerate(p.paths, 1):
-                path = x.label if x.peer_iface is None else f"{x.label} (peer via {x.peer_iface})"
-                rtt = "-" if x.rtt_ms is None else (
-                    f"{x.rtt_ms:.3f} ms ({x.rtt_min_ms:.3f}-{x.rtt_max_ms:.3f}, n={x.pings})")
-                bulk = "-" if x.mb_per_s is None else (
-                    f"{x.mb_per_s:,.0f} MB/s = {x.gbps:.2f} Gb/s ({x.bulk_bytes / MiB:g} MiB in {x.bulk_s:.3f} s)")
-                rows.append([str(n), path, x.status, rtt, bulk, x.reason])
-            out += diagnosis.table(["#", "PATH", "STATUS", "RTT median (min-max)", "THROUGHPUT each way", "NOTE"], rows)
-            if p.would_use is not None:
-                out.append(f"  would use: {p.would_use.label} [{p.state}]")
-            else:
-                out.append(f"  would use: nothing [{p.state}]")
-        out.append("")
-        if self.ok:
-            out.append("PASS: every neighbour's path is within the limits.")
-        else:
-            out.append(f"FAIL ({len(self.failures)}):")
-            out += [f"  {line}" for line in self.failures]
-        return "\n".join(out)
-
-
-def _path_dict(x: PathResult) -> dict[str, Any]:
-    return {**asdict(x), "gbps": x.gbps}
-
-
-# ------------------------------------------------------------------ verdict
-
-
-def evaluate(peer: int, paths: list[PathResult], max_rtt_ms: float,
-             min_gbps: float | None) -> tuple[PathResult | None, str, list[str]]:
-    """(path the group would use, state, failures) for one neighbour's results."""
-    if not paths:
-        return None, "down", [f"peer {peer}: the hostfile gives no address for it"]
-    primary = max(LinkKind.parse(x.kind) for x in paths)
-    ok = [x for x in paths if x.status == "ok"]
-    if not ok:
-        why = "; ".join(f"{x.iface or x.remote}: {x.reason or x.status}" for x in paths)
-        return None, "down", [f"peer {peer}: no path works: {why}"]
-    healthy = [x for x in ok if x.rtt_ms is not None and x.rtt_ms <= max_rtt_ms]
-    # the group's own rule (policy.choose): best kind first, hostfile order only breaks ties
-    use = choose(healthy or ok, lambda x: LinkKind.parse(x.kind), lambda x: True, lambda x: x.position,
-                 lambda x: False).use
-    assert use is not None
-    kind = LinkKind.parse(use.kind)
-    better = [x for x in paths if LinkKind.parse(x.kind) > kind]
-    failures: list[str] = []
-    state = "primary" if kind == primary else "fallback"
-    if better:
-        why = "; ".join(
-            f"{x.iface} RTT {x.rtt_ms:.2f} ms over {max_rtt_ms:g} ms" if x.status == "ok"
-            else (x.reason or x.status) for x in better)
-        failures.append(f"peer {peer}: would use {use.iface} ({use.kind}): {why}")
-    if not healthy:
-        state = "slow"
-        failures.append(f"peer {peer}: no path within --max-rtt-ms {max_rtt_ms:g}: " + ", ".join(
-            f"{x.iface} ({x.kind}) RTT {x.rtt_ms:.2f} ms" for x in ok))
-    for x in paths:
-        if x.status == "unresolved" and x not in better and x.position < use.position:
-            failures.append(f"peer {peer}: {x.reason} (the hostfile lists {x.remote} first)")
-    if min_gbps is not None and use.gbps is not None and use.gbps < min_gbps:
-        failures.append(f"peer {peer}: {use.iface} ({use.kind}) carries {use.gbps:.2f} Gb/s each way, "
-                        f"under --min-gbps {min_gbps:g}")
-    return use, state, failures
+def evaluate(peer: int, paths: list[Path], max_rtt_ms: float,
+             min_gbps: float | None) -> tuple[Path | None, str, list[str]]:
+    """(path the group would use, state, failures) for one neighbour's results:
+    ``diagnosis.judge`` with the limits."""
+    v = diagnosis.judge(peer, paths, Limits(max_rtt_ms, min_gbps))
+    return v.use, v.state, v.problems
 
 
 # ------------------------------------------------------------------ messages
 
 
-def _send(chan: Channel, msg: dict[str, Any], timeout: float) -> None:
-    handshake.send_message(chan, _core.KIND_HELLO, msg, timeout)
+def _send(chan: Channel, msg: Message, timeout: float) -> None:
+    handshake.send(chan, _core.KIND_HELLO, msg, timeout)
 
 
-def _recv(chan: Channel, timeout: float) -> dict[str, Any]:
-    return handshake.recv_message(chan, _core.KIND_HELLO, timeout, handshake.MAX_MESSAGE * 8, "preflight",
-                                  ConfigError)
-
-
-def _request(chan: Channel, msg: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _request(chan: Channel, msg: messages.Request, timeout: float) -> PreflightReply:
     _send(chan, msg, timeout)
-    reply = _recv(chan, timeout)
-    if not reply.get("ok"):
-        raise ConfigError(f"{chan.where}: the peer refused {msg.get('op')}: {reply.get('error')}")
+    reply = handshake.receive(chan, _core.KIND_HELLO, PreflightReply, timeout)
+    if not reply.ok:
+        raise ConfigError(f"{chan.where}: the peer refused {msg.op}: {reply.error}")
     return reply
+
+
+def _summary(results: Sequence[Path]) -> messages.Summary:
+    """Every path's result as the dialer sends it (reasons clipped to what the peer reads)."""
+    paths = []
+    for r in results:
+        d = r.to_dict(measured=True)
+        d["reason"] = messages.clip(d["reason"])
+        paths.append(PathSummary.from_wire({k: v for k, v in d.items() if v is not None}))
+    return messages.Summary.of(paths=tuple(paths))
 
 
 # ------------------------------------------------------------------ dialer
@@ -273,12 +151,12 @@ def _connect(c: Candidate, peer: int, st: _Settings, deadline: float) -> tuple[C
             chan = Channel.connect(c.remote, iface=c.iface, timeout=min(1.0, left))
             reply = handshake.dial(chan, {"world": st.world, "src": st.me, "dst": peer, "role": ROLE},
                                    st.secret, max(0.1, min(st.timeout, left)))
-            if reply.get("role") != ROLE:
+            if reply.role != ROLE:
                 raise ConfigError(f"{chan.where}: a running boltring group answered, not a preflight; "
                                   "run preflight before the job, or on other ports")
-            if reply.get("rank") != peer or reply.get("world") != st.world:
+            if reply.rank != peer or reply.world != st.world:
                 raise ConfigError(f"{chan.where}: expected rank {peer} of {st.world}, it is rank "
-                                  f"{reply.get('rank')} of {reply.get('world')}; the hostfiles disagree")
+                                  f"{reply.rank} of {reply.world}; the hostfiles disagree")
             return chan, "ok", ""
         except AuthError as exc:
             _close(chan)
@@ -315,7 +193,7 @@ def _measure(chan: Channel, res: PathResult, st: _Settings, sbuf: memoryview, rb
     rtts: list[float] = []
     while len(rtts) < st.pings and time.monotonic() < t_end:
         n = min(PING_BATCH, st.pings - len(rtts))
-        _request(chan, {"op": "ping", "n": n}, st.timeout)
+        _request(chan, messages.Pings.of(n=n), st.timeout)
         for _ in range(n):
             rtts.append(chan.ping(max(0.01, min(st.timeout, t_end - time.monotonic()))) * 1000.0)
     res.pings = len(rtts)
@@ -338,29 +216,23 @@ def _measure(chan: Channel, res: PathResult, st: _Settings, sbuf: memoryview, rb
 
 def _bulk(chan: Channel, out: memoryview, into: memoryview, timeout: float) -> float:
     """One full-duplex exchange of len(out) bytes each way; its duration in s."""
-    _request(chan, {"op": "bulk", "bytes": out.nbytes, "timeout_s": timeout}, timeout)
+    _request(chan, messages.Bulk.of(bytes=out.nbytes, timeout_s=timeout), timeout)
     t0 = time.perf_counter()
     chan.exchange(out, into, timeout=timeout)
     return time.perf_counter() - t0
 
 
-def _local_rows(addresses: Sequence[Address], table: Sequence[Interface]) -> list[PathResult]:
-    """A row per candidate path (ranked as the path policy ranks them), with what
-    the local interface table already says: "not measured" when it can be dialled."""
-    rows = []
-    order = sorted(enumerate(resolve(addresses)), key=lambda item: -int(item[1].kind))
-    for position, c in order:
-        status, reason, _ = diagnosis.local_state(c, table)
-        rows.append(PathResult(c.iface, str(c.kind), c.remote, status or "not measured", reason,
-                               position=position))
-    return rows
+def _local_rows(peer: int, hf: Hostfile, table: Sequence[Interface]) -> list[Path]:
+    """A row per candidate path to ``peer`` (ranked as the path policy ranks them),
+    with what the local interface table already says: "not measured" when it can
+    be dialled."""
+    return diagnosis.local_paths(resolve(hf.entries[peer], list(table)), table, NOT_MEASURED)
 
 
-def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Settings) -> PeerResult:
+def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Settings) -> Peer:
     """Dial every path to ``peer`` (a neighbour this rank dials), measure each, send the summary."""
-    results = _local_rows(hf.entries[peer], table)
-    todo = [(i, Candidate(r.iface, LinkKind.parse(r.kind), r.remote))
-            for i, r in enumerate(results) if r.status == "not measured"]
+    results = _local_rows(peer, hf, table)
+    todo = [(i, r.candidate()) for i, r in enumerate(results) if r.status == NOT_MEASURED]
     deadline = time.monotonic() + st.timeout
     chans: dict[int, Channel] = {}
     if todo:
@@ -372,44 +244,58 @@ def _dial_peer(peer: int, hf: Hostfile, table: Sequence[Interface], st: _Setting
                 if chan is not None:
                     chans[i] = chan
     try:
-        budget = len(chans) * st.path_budget_s + st.timeout
-        for i in sorted(chans):  # the plan goes over the first path that takes it
-            try:
-                _request(chans[i], {"op": "plan", "budget_s": budget, "paths": len(chans)}, st.timeout)
-                break
-            except (BoltError, OSError) as exc:
-                results[i].status, results[i].reason = "error", f"failed after connecting: {exc}"
-                _close(chans.pop(i))
+        _plan(peer, chans, results, st)
         if chans:
-            sbuf = memoryview(bytearray(st.bulk_bytes))
-            rbuf = memoryview(bytearray(st.bulk_bytes))
-            for i in sorted(chans):
-                res = results[i]
-                try:
-                    _measure(chans[i], res, st, sbuf, rbuf)
-                    res.status = "ok"
-                    res.reason = ""
-                except (BoltError, OSError) as exc:
-                    res.status = "error"
-                    res.reason = f"measuring failed: {type(exc).__name__}: {exc}"
-                    log.warning("preflight: peer %d via %s: %s", peer, res.iface, res.reason)
-                    _close(chans.pop(i))
-            summary = {"op": "summary", "paths": [asdict(r) for r in results]}
-            for i in sorted(chans):
-                try:
-                    _request(chans[i], summary, st.timeout)
-                    break
-                except (BoltError, OSError) as exc:
-                    log.warning("preflight: peer %d: summary via %s failed: %s", peer, results[i].iface, exc)
-            for chan in chans.values():
-                try:
-                    _send(chan, {"op": "bye"}, 1.0)
-                except (BoltError, OSError):
-                    pass
+            _measure_all(peer, chans, results, st)
+            _tell(peer, chans, results, st)
     finally:
         for chan in chans.values():
             chan.close(goodbye=False)
-    return PeerResult(peer, "dialer", results)
+    return Peer(peer, "dialer", results)
+
+
+def _plan(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settings) -> None:
+    """Announce the acceptor's budget, over the first path that takes it."""
+    budget = len(chans) * st.path_budget_s + st.timeout
+    for i in sorted(chans):
+        try:
+            _request(chans[i], messages.Plan.of(budget_s=budget, paths=len(chans)), st.timeout)
+            return
+        except (BoltError, OSError) as exc:
+            results[i].status, results[i].reason = "error", f"failed after connecting: {exc}"
+            _close(chans.pop(i))
+
+
+def _measure_all(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settings) -> None:
+    """Measure the connected paths one after another (never two at once)."""
+    sbuf = memoryview(bytearray(st.bulk_bytes))
+    rbuf = memoryview(bytearray(st.bulk_bytes))
+    for i in sorted(chans):
+        res = results[i]
+        try:
+            _measure(chans[i], res, st, sbuf, rbuf)
+            res.status, res.reason = diagnosis.MEASURED, ""
+        except (BoltError, OSError) as exc:
+            res.status = "error"
+            res.reason = f"measuring failed: {type(exc).__name__}: {exc}"
+            log.warning("preflight: peer %d via %s: %s", peer, res.iface, res.reason)
+            _close(chans.pop(i))
+
+
+def _tell(peer: int, chans: dict[int, Channel], results: list[Path], st: _Settings) -> None:
+    """Send every path's result (so both ranks print the same table), then bye on each."""
+    summary = _summary(results)
+    for i in sorted(chans):
+        try:
+            _request(chans[i], summary, st.timeout)
+            break
+        except (BoltError, OSError) as exc:
+            log.warning("preflight: peer %d: summary via %s failed: %s", peer, results[i].iface, exc)
+    for chan in chans.values():
+        try:
+            _send(chan, messages.Bye.of(), 1.0)
+        except (BoltError, OSError):
+            pass
 
 
 # ------------------------------------------------------------------ acceptor
@@ -425,8 +311,78 @@ class _Session:
     connections: int = 0
 
 
+class _Conn:
+    """One connection from a dialing neighbour, past the handshake: its requests
+    (``messages.read_request``), each answered by the handler of its op
+    (``HANDLERS``), until bye."""
+
+    def __init__(self, acc: _Acceptor, chan: Channel, sess: _Session):
+        self.acc, self.chan, self.sess, self.st = acc, chan, sess, acc.st
+        self.rbuf: bytearray | None = None
+        self.sbuf: bytearray | None = None
+
+    def serve(self) -> None:
+        while not self.acc.stopped:
+            left = self.sess.deadline - time.monotonic()
+            if left <= 0:
+                return
+            obj = handshake.recv_message(self.chan, _core.KIND_HELLO, left, MAX_REQUEST, "preflight")
+            try:
+                msg = messages.read_request(obj)
+            except ProtocolError as exc:
+                self._reply(False, messages.clip(str(exc)))
+                raise
+            if not self.HANDLERS[type(msg)](self, msg):
+                return
+
+    def _reply(self, ok: bool = True, error: str | None = None) -> None:
+        _send(self.chan, PreflightReply(ok=ok, error=error), self.st.timeout)
+
+    def _left(self) -> float:
+        return max(0.01, self.sess.deadline - time.monotonic())
+
+    # Each handler answers one request; False ends the connection.
+
+    def plan(self, msg: messages.Plan) -> bool:
+        with self.acc.cv:
+            self.sess.deadline = time.monotonic() + min(msg.budget_s, MAX_BUDGET_S) + self.st.timeout
+        self._reply()
+        return True
+
+    def ping(self, msg: messages.Pings) -> bool:
+        self._reply()
+        for _ in range(msg.n):
+            self.chan.recv_control(_core.KIND_PING, 64, timeout=self._left())
+            self.chan.send_control(_core.KIND_PONG, b"", timeout=self.st.timeout)
+        return True
+
+    def bulk(self, msg: messages.Bulk) -> bool:
+        n = msg.bytes
+        wait = min(msg.timeout_s if msg.timeout_s is not None else self.st.timeout, self._left())
+        if self.rbuf is None or self.sbuf is None or len(self.rbuf) < n:
+            self.rbuf, self.sbuf = bytearray(n), bytearray(n)
+        self._reply()
+        self.chan.exchange(memoryview(self.sbuf)[:n], memoryview(self.rbuf)[:n], timeout=wait)
+        return True
+
+    def summary(self, msg: messages.Summary) -> bool:
+        self._reply()
+        with self.acc.cv:
+            self.sess.summary = [p.to_wire() for p in msg.paths]
+            self.acc.cv.notify_all()
+        return True
+
+    def bye(self, msg: messages.Bye) -> bool:
+        return False
+
+    HANDLERS: dict[type[messages.Request], Callable[[_Conn, Any], bool]] = {
+        messages.Plan: plan, messages.Pings: ping, messages.Bulk: bulk, messages.Summary: summary,
+        messages.Bye: bye}
+
+
 class _Acceptor:
-    """Listeners on this rank's addresses and the sessions of the neighbours that dial it."""
+    """Listeners on this rank's addresses (accepting through the rendezvous's
+    accept loop) and the sessions of the neighbours that dial it."""
 
     def __init__(self, st: _Settings, dialers: list[int], wants: set[listening.Want]):
         self.st = st
@@ -436,10 +392,14 @@ class _Acceptor:
         self.sessions = {p: _Session(deadline=start + 2 * st.timeout + 1.0) for p in dialers}
         self.listeners: list[Listener] = []
         self.errors: list[str] = []
+        kinds = {i.name: str(i.kind) for i in interfaces.interfaces()}
+        self.listen: list[dict[str, Any]] = []
         for ip, port, iface in sorted(wants):
             addr = endpoint.format(ip, port)
             try:
                 self.listeners.append(Listener(addr, iface=iface))
+                self.listen.append({"addr": self.listeners[-1].endpoint, "iface": iface,
+                                    "kind": kinds.get(iface, "other")})
                 log.debug("preflight: rank %d listening on %s bound to %s", st.me, addr, iface)
             except BoltError as exc:
                 self.errors.append(f"cannot listen on {addr} bound to {iface}: {exc} "
@@ -447,129 +407,79 @@ class _Acceptor:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._chans: set[Channel] = set()
-        self._thread = threading.Thread(target=self._loop, name=f"boltring-preflight-accept-{st.me}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=rendezvous.accept_loop, daemon=True, name=f"boltring-preflight-accept-{st.me}",
+            args=(self._stop, lambda: self.listeners, self._serve, f"boltring-preflight-serve-{st.me}"))
         self._thread.start()
 
-    def listening(self) -> list[str]:
-        return [f"{x.endpoint} bound to {x.iface}" for x in self.listeners]
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
 
-    def _loop(self) -> None:
-        fds = {x.fileno(): x for x in self.listeners}
-        while not self._stop.is_set() and fds:
-            try:
-                ready, _, _ = select.select(list(fds), [], [], 0.1)
-            except (OSError, ValueError):
-                return
-            for fd in ready:
-                try:
-                    chan = fds[fd].accept(timeout=0)
-                except BoltError:
-                    continue
-                t = threading.Thread(target=self._serve, args=(chan,), daemon=True,
-                                     name=f"boltring-preflight-serve-{self.st.me}")
-                with self.cv:
-                    self._chans.add(chan)
-                    self._threads.append(t)
-                t.start()
-
-    def _check(self, hello: dict[str, Any]) -> dict[str, Any]:
-        src, dst = hello.get("src"), hello.get("dst")
-        if hello.get("role") != ROLE:
+    def _check(self, hello: Hello) -> HelloReply:
+        if hello.role != ROLE:
             raise handshake.NotReady(f"rank {self.st.me} is running boltring preflight, not a group "
-                              f"(got role {hello.get('role')!r})")
-        if dst != self.st.me:
-            raise ConfigError(f"this is rank {self.st.me}, not rank {dst}")
-        if hello.get("world") != self.st.world:
-            raise ConfigError(f"world size {hello.get('world')} from rank {src}, but this rank's "
+                                     f"(got role {hello.role!r})")
+        if hello.dst != self.st.me:
+            raise ConfigError(f"this is rank {self.st.me}, not rank {hello.dst}")
+        if hello.world != self.st.world:
+            raise ConfigError(f"world size {hello.world} from rank {hello.src}, but this rank's "
                               f"hostfile has {self.st.world}")
-        if src not in self.sessions:
-            raise ConfigError(f"rank {src} is not a neighbour that dials rank {self.st.me}")
-        return {"rank": self.st.me, "world": self.st.world, "role": ROLE}
+        if hello.src not in self.sessions:
+            raise ConfigError(f"rank {hello.src} is not a neighbour that dials rank {self.st.me}")
+        return HelloReply(ok=True, rank=self.st.me, world=self.st.world, role=ROLE)
 
     def _serve(self, chan: Channel) -> None:
-        """One connection from a dialing neighbour: answer its requests until bye."""
-        st = self.st
-        src: list[Any] = []
-
-        def check(hello: dict[str, Any]) -> dict[str, Any]:
-            src.append(hello.get("src"))
-            return self._check(hello)
-
-        try:
-            hello = handshake.accept(chan, check, st.secret, st.timeout)
-        except (AuthError, ConfigError) as exc:
-            log.warning("preflight: rank %d refused %s: %s", st.me, chan.where, exc)
-            with self.cv:
-                sess_of = self.sessions.get(src[0]) if src and isinstance(src[0], int) else None
-                (sess_of.errors if sess_of else self.errors).append(f"refused a connection: {exc}")
-                self.cv.notify_all()
-            chan.close(goodbye=False)
-            return
-        except (BoltError, OSError) as exc:
-            log.debug("preflight: handshake with %s failed: %s", chan.where, exc)
-            chan.close(goodbye=False)
-            return
-        peer = int(hello["src"])
-        sess = self.sessions[peer]
+        """One connection from a dialing neighbour (on its own thread): the
+        handshake, then its requests until bye."""
         with self.cv:
-            sess.connections += 1
-        rbuf: bytearray | None = None
-        sbuf: bytearray | None = None
+            if self._stop.is_set():
+                chan.close(goodbye=False)
+                return
+            self._chans.add(chan)
+            self._threads.append(threading.current_thread())
         try:
-            while not self._stop.is_set():
-                left = sess.deadline - time.monotonic()
-                if left <= 0:
-                    break
-                msg = _recv(chan, left)
-                op = msg.get("op")
-                if op == "bye":
-                    break
-                if op == "plan":
-                    budget = float(msg.get("budget_s", 0))
-                    with self.cv:
-                        sess.deadline = time.monotonic() + min(max(budget, 0.0), MAX_BUDGET_S) + st.timeout
-                    _send(chan, {"ok": True}, st.timeout)
-                elif op == "ping":
-                    n = int(msg.get("n", 0))
-                    if not 0 <= n <= MAX_PINGS:
-                        _send(chan, {"ok": False, "error": f"{n} pings is out of range"}, st.timeout)
-                        break
-                    _send(chan, {"ok": True}, st.timeout)
-                    for _ in range(n):
-                        wait = max(0.01, sess.deadline - time.monotonic())
-                        chan.recv_control(_core.KIND_PING, 64, timeout=wait)
-                        chan.send_control(_core.KIND_PONG, b"", timeout=st.timeout)
-                elif op == "bulk":
-                    n = int(msg.get("bytes", 0))
-                    wait = min(float(msg.get("timeout_s", st.timeout)), max(0.01, sess.deadline - time.monotonic()))
-                    if not 0 < n <= MAX_BULK_BYTES:
-                        _send(chan, {"ok": False, "error": f"{n} bytes is out of range"}, st.timeout)
-                        break
-                    if rbuf is None or len(rbuf) < n:
-                        rbuf, sbuf = bytearray(n), bytearray(n)
-                    assert sbuf is not None
-                    _send(chan, {"ok": True}, st.timeout)
-                    chan.exchange(memoryview(sbuf)[:n], memoryview(rbuf)[:n], timeout=wait)
-                elif op == "summary":
-                    paths = msg.get("paths")
-                    _send(chan, {"ok": isinstance(paths, list), "error": "no paths"}, st.timeout)
-                    if isinstance(paths, list):
-                        with self.cv:
-                            sess.summary = [p for p in paths if isinstance(p, dict)]
-                            self.cv.notify_all()
-                else:
-                    _send(chan, {"ok": False, "error": f"unknown op {op!r}"}, st.timeout)
-                    break
-        except (BoltError, OSError, ValueError, TypeError) as exc:
-            if not self._stop.is_set():
-                log.debug("preflight: connection %s ended: %s", chan.where, exc)
-                with self.cv:
-                    sess.errors.append(f"{chan.iface}: {type(exc).__name__}: {exc}")
+            sess = self._admit(chan)
+            if sess is not None:
+                self._run(_Conn(self, chan, sess))
         finally:
             with self.cv:
                 self._chans.discard(chan)
             chan.close(goodbye=False)
+
+    def _admit(self, chan: Channel) -> _Session | None:
+        """The handshake: the session of the neighbour it names, or None (refused)."""
+        src: list[int] = []
+
+        def check(hello: Hello) -> HelloReply:
+            src.append(hello.src)
+            return self._check(hello)
+
+        try:
+            hello = handshake.accept(chan, check, self.st.secret, self.st.timeout)
+        except (AuthError, ConfigError) as exc:
+            log.warning("preflight: rank %d refused %s: %s", self.st.me, chan.where, exc)
+            with self.cv:
+                sess_of = self.sessions.get(src[0]) if src else None
+                (sess_of.errors if sess_of else self.errors).append(f"refused a connection: {exc}")
+                self.cv.notify_all()
+            return None
+        except (BoltError, OSError) as exc:
+            log.debug("preflight: handshake with %s failed: %s", chan.where, exc)
+            return None
+        sess = self.sessions[hello.src]
+        with self.cv:
+            sess.connections += 1
+        return sess
+
+    def _run(self, conn: _Conn) -> None:
+        try:
+            conn.serve()
+        except (BoltError, OSError, ValueError, TypeError) as exc:
+            if not self._stop.is_set():
+                log.debug("preflight: connection %s ended: %s", conn.chan.where, exc)
+                with self.cv:
+                    conn.sess.errors.append(f"{conn.chan.iface}: {type(exc).__name__}: {exc}")
 
     def wait(self, peer: int) -> _Session:
         """Until ``peer``'s summary arrives or its deadline passes."""
@@ -595,29 +505,13 @@ class _Acceptor:
             x.close()
 
 
-def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Acceptor) -> PeerResult:
+def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Acceptor) -> Peer:
     """The accepting side's view of ``peer``: its summary, or what is known locally."""
     sess = acc.wait(peer)
-    own = {str(x.ip).split("%", 1)[0]: i.name for i in table for x in i.addresses}
-    present = {i.name for i in table}
     if sess.summary is not None:
-        paths = []
-        for d in sess.summary:
-            try:
-                res = PathResult(**{k: d[k] for k in PathResult.__dataclass_fields__ if k in d})
-                ip = endpoint.parse(res.remote)[0]
-            except (TypeError, ConfigError):
-                continue
-            res.peer_iface = res.iface
-            seen = memory.recall(ip)
-            res.iface = own.get(ip) or (seen[0] if seen else "?")
-            if res.iface not in present and res.status != "ok":
-                here = f"{res.iface} is missing here" if seen else f"no interface here holds {ip}"
-                res.reason = f"{here} (the peer saw: {res.reason or res.status})"
-            paths.append(res)
-        return PeerResult(peer, "acceptor", paths)
+        return Peer(peer, "acceptor", _as_seen_here(sess.summary, table))
     # No summary: show this rank's own view of the paths, and say why nothing came.
-    out = PeerResult(peer, "acceptor", _local_rows(hf.entries[peer], table))
+    out = Peer(peer, "acceptor", _local_rows(peer, hf, table))
     refused = [e for e in sess.errors if e.startswith("refused")]
     if refused and not sess.connections:
         out.failures.append(f"peer {peer}: every connection from it was {refused[-1]}")
@@ -631,6 +525,28 @@ def _accepted_peer(peer: int, hf: Hostfile, table: Sequence[Interface], acc: _Ac
     return out
 
 
+def _as_seen_here(summary: list[dict[str, Any]], table: Sequence[Interface]) -> list[Path]:
+    """The dialer's results, each path named by this rank's own interface (the
+    dialer's becomes ``peer_iface``)."""
+    own = {str(x.ip).split("%", 1)[0]: i.name for i in table for x in i.addresses}
+    present = {i.name for i in table}
+    paths = []
+    for d in summary:
+        try:
+            res = Path.from_dict(d)
+            ip = endpoint.parse(res.remote)[0]
+        except (TypeError, ConfigError):
+            continue
+        res.peer_iface = res.iface
+        seen = memory.recall(ip)
+        res.iface = own.get(ip) or (seen[0] if seen else "?")
+        if res.iface not in present and res.status != diagnosis.MEASURED:
+            here = f"{res.iface} is missing here" if seen else f"no interface here holds {ip}"
+            res.reason = f"{here} (the peer saw: {res.reason or res.status})"
+        paths.append(res)
+    return paths
+
+
 # ------------------------------------------------------------------ entry
 
 
@@ -642,8 +558,8 @@ def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, ran
 
     Every rank of the hostfile must run it at the same time.  ``hostfile``/``rank``
     default to MLX_HOSTFILE/MLX_RANK; ``secret`` to BOLTRING_SECRET.  Raises
-    ConfigError for a bad hostfile, rank or argument; returns a :class:`Report`
-    whose ``exit_code`` is 1 when a neighbour fails the limits.
+    ConfigError for a bad hostfile, rank or argument; returns a
+    :class:`diagnosis.Report` whose ``exit_code`` is 1 when a neighbour fails the limits.
     """
     if isinstance(hostfile, Hostfile):
         if rank is None:
@@ -662,16 +578,7 @@ def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, ran
     dial_to = [p for p in neighbours if dials(rank, p, hf.size)]
     accept_from = [p for p in neighbours if not dials(rank, p, hf.size)]
     report = Report(rank, hf.size, hf.source, max_rtt_ms, min_gbps, st.secret is not None)
-    acc: _Acceptor | None = None
-    if accept_from:
-        peer_ips = [a.ip for p in accept_from for a in hf.entries[p] if not a.wildcard]
-        acc = _Acceptor(st, accept_from, listening.wanted(hf.entries[rank], peer_ips, table))
-        report.listening = acc.listening()
-        report.failures += [f"rank {rank}: {e}" for e in acc.errors]
-        if not acc.listeners:
-            report.failures.append(f"rank {rank}: listening on none of its hostfile addresses "
-                                   f"({', '.join(str(a) for a in hf.entries[rank])}); neighbours "
-                                   f"{accept_from} cannot reach it")
+    acc = _listen(report, hf, table, st, accept_from) if accept_from else None
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(dial_to)), thread_name_prefix="boltring-dial") as pool:
             dialing = {p: pool.submit(_dial_peer, p, hf, table, st) for p in dial_to}
@@ -680,19 +587,20 @@ def run_preflight(hostfile: str | os.PathLike[str] | Hostfile | None = None, ran
     finally:
         if acc is not None:
             acc.close()
-    for p in neighbours:
-        res = results[p]
-        use, state, failures = evaluate(p, res.paths, max_rtt_ms, min_gbps)
-        res.would_use, res.state = use, state
-        if not res.failures:  # an acceptor that heard nothing has its own reason
-            res.failures = failures
-        report.peers.append(res)
-        report.failures += res.failures
+    for p in neighbours:  # an acceptor that heard nothing keeps its own reason
+        report.add(results[p].judge(report.limits, keep_problems=True))
     return report
 
 
-def main(hostfile: str | None, rank: int | None, *, as_json: bool = False, **kw: Any) -> int:
-    """``boltring preflight``: run, print the table (or JSON), return the exit code."""
-    report = run_preflight(hostfile, rank, **kw)
-    print(json.dumps(report.to_dict(), indent=1) if as_json else report.render(), flush=True)
-    return report.exit_code
+def _listen(report: Report, hf: Hostfile, table: Sequence[Interface], st: _Settings,
+            accept_from: list[int]) -> _Acceptor:
+    """Open this rank's listeners for the neighbours that dial it; what fails goes in ``report``."""
+    peer_ips = [a.ip for p in accept_from for a in hf.entries[p] if not a.wildcard]
+    acc = _Acceptor(st, accept_from, listening.wanted(hf.entries[st.me], peer_ips, table))
+    report.listen = acc.listen
+    report.failures += [f"rank {st.me}: {e}" for e in acc.errors]
+    if not acc.listeners:
+        report.failures.append(f"rank {st.me}: listening on none of its hostfile addresses "
+                               f"({', '.join(str(a) for a in hf.entries[st.me])}); neighbours "
+                               f"{accept_from} cannot reach it")
+    return acc

@@ -14,7 +14,7 @@ import logging
 import select
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from boltring.data import _core
@@ -104,33 +104,17 @@ class Rendezvous:
     # ----------------------------------------------------------------- accept
 
     def _loop(self) -> None:
-        poller_fds: dict[int, Listener] = {}
-        last_refresh = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now - last_refresh >= REFRESH_S:
-                try:
-                    self.refresh()
-                except Exception:  # noqa: BLE001 - keep accepting whatever discovery says
-                    log.exception("rank %d: listener refresh failed", self.me)
-                last_refresh = now
-            with self._lock:
-                poller_fds = {listener.fileno(): listener for listener, _ in self.listeners.values()}
-            if not poller_fds:
-                self._stop.wait(0.1)
-                continue
-            try:
-                ready, _, _ = select.select(list(poller_fds), [], [], 0.1)
-            except (OSError, ValueError):
-                continue  # a listener closed under us by refresh(); look again
-            for fd in ready:
-                listener = poller_fds[fd]
-                try:
-                    chan = listener.accept(timeout=0)
-                except BoltError:
-                    continue
-                threading.Thread(target=self._admit, args=(chan,), daemon=True,
-                                 name=f"boltring-admit-{self.me}").start()
+        accept_loop(self._stop, self._open, self._admit, f"boltring-admit-{self.me}", tick=self._refresh)
+
+    def _open(self) -> list[Listener]:
+        with self._lock:
+            return [listener for listener, _ in self.listeners.values()]
+
+    def _refresh(self) -> None:
+        try:
+            self.refresh()
+        except Exception:  # noqa: BLE001 - keep accepting whatever discovery says
+            log.exception("rank %d: listener refresh failed", self.me)
 
     def _admit(self, chan: Channel) -> None:
         """Authenticate one incoming connection and hand it to its peer link."""
@@ -176,6 +160,35 @@ class Rendezvous:
             for listener, _ in self.listeners.values():
                 listener.close()
             self.listeners.clear()
+
+
+def accept_loop(stop: threading.Event, listeners: Callable[[], Sequence[Listener]],
+                admit: Callable[[Channel], None], name: str, *, tick: Callable[[], None] | None = None,
+                tick_s: float = REFRESH_S, poll_s: float = 0.1) -> None:
+    """Accept on ``listeners()`` (asked again each round: they may change) until
+    ``stop`` is set, handing each connection to ``admit`` on a thread of its own
+    named ``name``; ``tick`` runs first and then every ``tick_s``.  The group's
+    rendezvous, preflight's acceptor and doctor's answering listeners all accept
+    through it."""
+    last = float("-inf")
+    while not stop.is_set():
+        if tick is not None and time.monotonic() - last >= tick_s:
+            tick()
+            last = time.monotonic()
+        fds = {listener.fileno(): listener for listener in listeners()}
+        if not fds:
+            stop.wait(poll_s)
+            continue
+        try:
+            ready, _, _ = select.select(list(fds), [], [], poll_s)
+        except (OSError, ValueError):
+            continue  # a listener closed under us (a refresh, a close); look again
+        for fd in ready:
+            try:
+                chan = fds[fd].accept(timeout=0)
+            except BoltError:
+                continue
+            threading.Thread(target=admit, args=(chan,), daemon=True, name=name).start()
 
 
 def from_peer(remote: str, addresses: tuple[Address, ...]) -> bool:

@@ -37,200 +37,46 @@ interface reaches), with one line per problem.
 
 from __future__ import annotations
 
+import argparse
 import errno as _errno
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from boltring.data import _core
 from boltring.data import endpoint
+from boltring.control import diagnosis
 from boltring.control import interfaces
 from boltring.control import listening
 from boltring.control import memory
 from boltring.control import peerlink
-from boltring.data.channel import Channel, Listener
-from boltring.errors import BoltError, LinkDown, Timeout
-from boltring.control import diagnosis
+from boltring.control import rendezvous
+from boltring.control.diagnosis import REACHED, Path, Peer, Report, interface_dict
 from boltring.control.hostfile import Address, Hostfile, dials
 from boltring.control.interfaces import Interface, LinkKind
-from boltring.control.policy import Candidate, choose
+from boltring.control.policy import Candidate
+from boltring.data.channel import Channel, Listener
+from boltring.errors import BoltError, LinkDown, Timeout
 
 log = logging.getLogger("boltring")
 
 SECRET_ENV = "BOLTRING_SECRET"
 DEFAULT_TIMEOUT_S = 1.0
+PENDING = "unchecked"  # a path the local table lets us dial, before its check
 
-# Outcomes of a path check.  REACHED: the peer host answered through the path.
-REACHED = frozenset({"connected", "refused", "listening"})
+# The doctor's names for the diagnosis model (``control.diagnosis``): one path
+# model, one peer, one report for doctor and preflight alike.
+PathCheck = Path
+PeerDiagnosis = Peer
+DoctorReport = Report
 
-
-@dataclass(frozen=True)
-class PathCheck:
-    """One candidate path to a peer and what checking it showed."""
-
-    iface: str  # "" when no interface reaches the address and none is remembered
-    kind: str
-    remote: str
-    # connected, refused, timeout, unreachable, error, missing, down, off-subnet, unresolved;
-    # "listening" for this rank's own addresses, as a neighbour that dials it sees them
-    status: str
-    reason: str  # one line: why it is usable or not
-    source: str  # live (the interface holds the subnet now), remembered, hostfile, none
-    connect_ms: float | None = None
-    position: int = 0  # order of the path in the hostfile's entry (resolve order)
-
-    @property
-    def reached(self) -> bool:
-        return self.status in REACHED
-
-    @property
-    def label(self) -> str:
-        return f"{self.iface or '(no interface)'} ({self.kind}) -> {self.remote}"
-
-
-@dataclass
-class PeerDiagnosis:
-    """A ring neighbour and the path the group would use to it.
-
-    One rank of a pair dials (``hostfile.dials``).  ``paths`` is always this rank's own check of
-    the link to the neighbour (its addresses, each dialled bound).  When this rank
-    dials (``dials``), the verdict comes from ``paths``; when the neighbour dials
-    this rank, from ``inbound``: this rank's own hostfile addresses, as the
-    neighbour would dial them (listening, or why not).
-    """
-
-    peer: int
-    paths: list[PathCheck]
-    primary_kind: str | None
-    would_use: PathCheck | None
-    state: str  # primary, fallback, down
-    why: str
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    dials: bool = True
-    inbound: list[PathCheck] = field(default_factory=list)
-
-
-@dataclass
-class DoctorReport:
-    interfaces: list[Interface]
-    authenticated: bool
-    hostfile: str | None = None
-    rank: int | None = None
-    world: int | None = None
-    listen: list[dict[str, Any]] = field(default_factory=list)
-    peers: list[PeerDiagnosis] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def exit_code(self) -> int:
-        """0: every neighbour on its primary path; 1: degraded."""
-        return 0 if self.ok else 1
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-able data (``boltring doctor --json``)."""
-        return {
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "hostfile": self.hostfile,
-            "rank": self.rank,
-            "world": self.world,
-            "authenticated": self.authenticated,
-            "interfaces": [interface_dict(i) for i in self.interfaces],
-            "listen": self.listen,
-            "peers": [
-                {**{k: v for k, v in asdict(p).items() if k not in ("paths", "would_use", "inbound")},
-                 "paths": [asdict(c) for c in p.paths],
-                 "inbound": [asdict(c) for c in p.inbound],
-                 "would_use": asdict(p.would_use) if p.would_use else None}
-                for p in self.peers
-            ],
-            "problems": self.problems,
-            "notes": self.notes,
-        }
-
-    def render(self) -> str:
-        """The human table (``boltring doctor``)."""
-        out: list[str] = []
-        head = "boltring doctor"
-        if self.rank is not None:
-            head += f": rank {self.rank} of {self.world}, hostfile {self.hostfile}"
-        out += [head, "", "Interfaces"]
-        out += diagnosis.table(["NAME", "KIND", "STATE", "SPEED", "MTU", "ADDRESSES", "WHY"],
-                      [[i.name, str(i.kind), _state(i), _speed(i.speed_mbps), str(i.mtu or "-"),
-                        " ".join(str(a) for a in i.addresses) or "-", i.reason] for i in self.interfaces])
-        out.append("")
-        out.append("Secret: " + ("set (BOLTRING_SECRET): every connection is authenticated"
-                                 if self.authenticated else
-                                 "unauthenticated: BOLTRING_SECRET is not set, any host that reaches "
-                                 "the ports can join"))
-        if self.rank is not None:
-            dialled = any(not p.dials for p in self.peers)
-            out.append("Would listen on: " + ("; ".join(
-                f"{x['addr']} bound to {x['iface']} ({x['kind']})" for x in self.listen)
-                or ("nothing" if dialled else "nothing (this rank dials every neighbour)")))
-        for p in self.peers:
-            rows = [[str(n), c.label, c.status, "-" if c.connect_ms is None else f"{c.connect_ms:.2f} ms",
-                     c.reason] for n, c in enumerate(p.paths, 1)]
-            if p.dials:
-                out += ["", f"Peer {p.peer} (this rank dials it)"]
-                out += diagnosis.table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
-            else:
-                out += ["", f"Peer {p.peer} (it dials this rank, at this rank's addresses)"]
-                out += diagnosis.table(["#", "THIS RANK'S ADDRESS", "STATE", "WHY"],
-                              [[str(n), f"{c.remote} via {c.iface or '(no interface)'} ({c.kind})", c.status,
-                                c.reason] for n, c in enumerate(p.inbound, 1)])
-                out.append("  and this rank's own check of the link to it:")
-                out += diagnosis.table(["#", "PATH", "CHECK", "CONNECT", "WHY"], rows)
-            if p.would_use is not None:
-                out.append(f"  would use: {p.would_use.label} [{p.state}]: {p.why}")
-            else:
-                out.append(f"  would use: nothing [{p.state}]: {p.why}")
-        if self.notes:
-            out += ["", "Notes:"] + [f"  {n}" for n in self.notes]
-        out.append("")
-        if self.rank is None:
-            out.append("No hostfile (pass --hostfile/--rank or set MLX_HOSTFILE/MLX_RANK): "
-                       "interfaces only.")
-        elif self.ok:
-            out.append("OK: every neighbour would use its primary path.")
-        else:
-            out.append(f"DEGRADED ({len(self.problems)} problem{'s' if len(self.problems) > 1 else ''}):")
-            out += [f"  {line}" for line in self.problems]
-        return "\n".join(out)
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def interface_dict(i: Interface) -> dict[str, Any]:
-    return {"name": i.name, "index": i.index, "kind": str(i.kind), "up": i.up, "state": _state(i),
-            "speed_mbps": i.speed_mbps, "mtu": i.mtu, "driver": i.driver,
-            "addresses": [str(a) for a in i.addresses], "members": list(i.members), "reason": i.reason}
-
-
-def _state(i: Interface) -> str:
-    if i.up:
-        return "up"
-    if "up" in i.flags:
-        return "no carrier"
-    return "down"
-
-
-def _speed(mbps: int | None) -> str:
-    if not mbps:
-        return "-"
-    return f"{mbps / 1000:g} Gb/s" if mbps >= 1000 else f"{mbps} Mb/s"
+__all__ = ["REACHED", "Checker", "DoctorReport", "PathCheck", "PeerDiagnosis", "check_path", "decide",
+           "diagnose", "examine", "inbound_rows", "interface_dict", "main", "register", "secret_is_set"]
 
 
 def check_path(c: Candidate, timeout: float) -> tuple[str, str, float | None]:
@@ -287,69 +133,31 @@ Checker = Callable[[Candidate, float], tuple[str, str, "float | None"]]
 
 
 def examine(peer: int, cands: Sequence[Candidate], table: Sequence[Interface], timeout: float,
-            checker: Checker, pool: ThreadPoolExecutor | None = None) -> PeerDiagnosis:
+            checker: Checker, pool: ThreadPoolExecutor | None = None) -> Peer:
     """Check every candidate (``peerlink.resolve`` order; concurrently when given a
     pool, each bounded) and decide the path."""
 
-    def one(item: tuple[int, Candidate]) -> PathCheck:
-        position, c = item
-        status, reason, source = diagnosis.local_state(c, table)
-        ms = None
-        if status is None:
-            status, reason, ms = checker(c, timeout)
-        return PathCheck(c.iface, str(c.kind), c.remote, status, reason, source, ms, position)
+    def one(p: Path) -> Path:
+        if p.status == PENDING:
+            p.status, p.reason, p.connect_ms = checker(p.candidate(), timeout)
+        return p
 
-    order = sorted(enumerate(cands), key=lambda item: -int(item[1].kind))  # as PathPolicy ranks
-    checks = list(pool.map(one, order)) if pool is not None else [one(item) for item in order]
+    checks = diagnosis.local_paths(cands, table, PENDING)  # ranked as PathPolicy ranks them
+    list(pool.map(one, checks)) if pool is not None else [one(p) for p in checks]
     return decide(peer, checks)
 
 
-def decide(peer: int, checks: list[PathCheck], *, inbound: bool = False) -> PeerDiagnosis:
-    """Which path the group would take (the best-ranked one that works), and the
-    problems that make the neighbour degraded.  ``inbound``: ``checks`` are this
-    rank's own addresses, which the neighbour dials."""
-    who = f"peer {peer} dials this rank: it" if inbound else f"peer {peer}:"
-    if not checks:
-        why = "this rank's hostfile entry gives it no address" if inbound else "the hostfile gives no address for it"
-        return PeerDiagnosis(peer, [], None, None, "down", why, [f"peer {peer}: {why}"], dials=not inbound)
-    pick = choose(checks, lambda c: LinkKind.parse(c.kind), lambda c: c.reached, lambda c: c.position,
-                  lambda c: c.status == "unresolved")  # the group's own rule (policy.choose)
-    primary = pick.primary_kind
-    use = pick.use
-    problems: list[str] = []
-    notes: list[str] = []
-    if use is None:
-        why = "; ".join(f"{c.iface or c.remote}: {c.reason}" for c in checks)
-        problems.append(f"peer {peer}: {'cannot reach this rank' if inbound else 'no path reaches it'}: {why}")
-        return PeerDiagnosis(peer, checks, str(primary), None, "down", why, problems, dials=not inbound)
-    kind = LinkKind.parse(use.kind)
-    better = [c for c in pick.blockers if LinkKind.parse(c.kind) > kind]
-    if better:
-        state = "fallback"
-        why = "; ".join(c.reason for c in better)
-        problems.append(f"{who} would use {use.iface} ({use.kind}): {why}")
-    elif inbound:
-        state = "primary"
-        why = (f"the best kind this rank listens on for it ({use.kind}); whether it reaches that "
-               "address, its own doctor (or preflight) tells")
-    else:
-        state = "primary"
-        how = f"in {use.connect_ms:.2f} ms" if use.connect_ms is not None else ""
-        why = f"the best kind here ({use.kind}), and the peer host answered through it {how}".rstrip()
-    for c in checks:
-        if c.status == "unresolved" and c not in better:
-            # Listed ahead of the path in use: the hostfile meant it to be used (the
-            # seed case with nothing remembered); listed after: a fallback that
-            # cannot be taken, worth a note.
-            line = f"peer {peer}: {c.reason} (the hostfile lists {c.remote})"
-            (problems if c.position < use.position else notes).append(line)
-        elif not c.reached and c not in better and LinkKind.parse(c.kind) == kind:
-            notes.append(f"peer {peer}: {c.label} not usable ({c.reason}): one stripe fewer")
-    return PeerDiagnosis(peer, checks, str(primary), use, state, why, problems, notes, dials=not inbound)
+def decide(peer: int, checks: list[Path], *, inbound: bool = False) -> Peer:
+    """Which path the group would take (``diagnosis.judge``: the policy's own
+    choice over the checks), and the problems that make the neighbour degraded.
+    ``inbound``: ``checks`` are this rank's own addresses, which the neighbour dials."""
+    out = Peer(peer, "acceptor" if inbound else "dialer", checks)
+    out.apply(diagnosis.judge(peer, checks, inbound=inbound))
+    return out
 
 
 def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table: Sequence[Interface],
-                 outbound: Sequence[PathCheck] = ()) -> list[PathCheck]:
+                 outbound: Sequence[Path] = ()) -> list[Path]:
     """This rank's own hostfile addresses as a neighbour that dials it sees them:
     listening (bound to the interface that holds it), or why not -- ranked as the
     path policy ranks paths.  A wildcard entry stands for the interfaces that reach
@@ -359,9 +167,9 @@ def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table
     def kind_of(name: str, forced: LinkKind | None) -> LinkKind:
         return forced or (by_name[name].kind if name in by_name else LinkKind.OTHER)
 
-    def listening_row(w: listening.Want, kind: LinkKind, pos: int) -> PathCheck:
-        return PathCheck(w[2], str(kind), endpoint.format(w[0], w[1]), "listening",
-                         f"listening, bound to {w[2]}", "live", None, pos)
+    def listening_row(w: listening.Want, kind: LinkKind, pos: int) -> Path:
+        return Path(w[2], str(kind), endpoint.format(w[0], w[1]), "listening", f"listening, bound to {w[2]}",
+                    "live", pos)
 
     rows: list[PathCheck] = []
     for pos, a in enumerate(entry):
@@ -373,7 +181,7 @@ def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table
                 hits = [w for w in plan if w[1] == a.port and w[2] == name]
                 rows += [listening_row(w, kind_of(name, a.kind), pos) for w in hits]
                 if not hits:
-                    rows.append(PathCheck(name, c.kind, f"{a} on {name}", c.status, c.reason, c.source, None, pos))
+                    rows.append(Path(name, c.kind, f"{a} on {name}", c.status, c.reason, c.source, pos))
             continue
         hits = [w for w in plan if w[1] == a.port and w[0] == a.ip]
         rows += [listening_row(w, kind_of(w[2], a.kind), pos) for w in hits]
@@ -393,12 +201,12 @@ def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table
             status, why = "down", f"{name} {'has no carrier' if 'up' in iface.flags else 'is down'}"
         else:
             status, why = "off-subnet", f"{name} does not hold {a.ip} any more"
-        rows.append(PathCheck(name, str(kind), str(a), status, why, source, None, pos))
+        rows.append(Path(name, str(kind), str(a), status, why, source, pos))
     return sorted(rows, key=lambda c: -int(LinkKind.parse(c.kind)))
 
 
-def _as_acceptor(out: PeerDiagnosis, hostfile: Hostfile, rank: int, plan: Sequence[listening.Want],
-                 table: Sequence[Interface]) -> PeerDiagnosis:
+def _as_acceptor(out: Peer, hostfile: Hostfile, rank: int, plan: Sequence[listening.Want],
+                 table: Sequence[Interface]) -> Peer:
     """The verdict for a neighbour that dials this rank: from this rank's own
     addresses; this rank's outbound check (``out``) becomes notes, plus one check:
     if this rank reaches the neighbour over a better link than any it listens on
@@ -438,36 +246,22 @@ class _Answering:
     exactly as the group's would be (``listening.wanted``), that accept and close: so
     that ``doctor`` on the neighbour that dials this rank can prove its paths even
     before the group runs.  An address already in use (the group runs) is skipped:
-    the group's own listener answers there."""
+    the group's own listener answers there.  It accepts through the rendezvous's
+    accept loop (``rendezvous.accept_loop``)."""
 
     def __init__(self, plan: Sequence[listening.Want]):
-        import threading
-
-        self.listeners = []
+        self.listeners: list[Listener] = []
         for ip, port, iface in plan:
             try:
                 self.listeners.append(Listener(endpoint.format(ip, port), iface=iface))
             except (BoltError, OSError) as exc:
                 log.debug("doctor: not answering on %s:%d via %s: %s", ip, port, iface, exc)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="boltring-doctor-answer")
+        self._thread = threading.Thread(
+            target=rendezvous.accept_loop, daemon=True, name="boltring-doctor-answer",
+            args=(self._stop, lambda: self.listeners, _hang_up, "boltring-doctor-answer"), kwargs={"poll_s": 0.05})
         if self.listeners:
             self._thread.start()
-
-    def _loop(self) -> None:
-        import select
-
-        fds = {x.fileno(): x for x in self.listeners}
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select(list(fds), [], [], 0.05)
-            except (OSError, ValueError):
-                return
-            for fd in ready:
-                try:
-                    fds[fd].accept(timeout=0).close(goodbye=False)
-                except (BoltError, OSError):
-                    pass
 
     def close(self, linger_s: float) -> None:
         if self.listeners:
@@ -476,6 +270,10 @@ class _Answering:
             self._thread.join(timeout=2)
         for x in self.listeners:
             x.close()
+
+
+def _hang_up(chan: Channel) -> None:
+    chan.close(goodbye=False)
 
 
 def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
@@ -491,7 +289,7 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
     a later run can name an interface that has since gone missing.
     """
     table = interfaces.interfaces()
-    report = DoctorReport(interfaces=table, authenticated=secret_is_set())
+    report = Report(interfaces=table, authenticated=secret_is_set())
     if not report.authenticated:
         report.notes.append("unauthenticated: set the same BOLTRING_SECRET on every rank")
     if hostfile is None or rank is None:
@@ -513,28 +311,46 @@ def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
     # Every check at once (each bounded by `timeout`): the neighbours in one pool,
     # their paths in another, so the whole run takes about one timeout at most.
     try:
-        report.peers = _check_all(neighbours, hostfile, table, timeout, checker)
+        checked = _check_all(neighbours, hostfile, table, timeout, checker)
     finally:
         if answering is not None:
             answering.close(timeout)
-    report.peers = [_as_acceptor(d, hostfile, rank, plan, table) if not dials(rank, d.peer, hostfile.size)
-                    else d for d in report.peers]
-    for diag in report.peers:
-        report.problems += diag.problems
-        report.notes += diag.notes
+    for diag in checked:
+        report.add(_as_acceptor(diag, hostfile, rank, plan, table) if not dials(rank, diag.peer, hostfile.size)
+                   else diag)
     if remember:
         memory.remember(table)
     return report
 
 
 def _check_all(neighbours: Sequence[int], hostfile: Hostfile, table: Sequence[Interface], timeout: float,
-               checker: Checker) -> list[PeerDiagnosis]:
+               checker: Checker) -> list[Peer]:
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="boltring-doctor-check") as checks, \
             ThreadPoolExecutor(max_workers=max(1, len(neighbours)),
                                thread_name_prefix="boltring-doctor-peer") as peers:
         futures = [peers.submit(examine, peer, peerlink.resolve(hostfile.entries[peer], list(table)), table,
                                 timeout, checker, checks) for peer in neighbours]
         return [f.result() for f in futures]
+
+
+def register(sub: Any) -> None:
+    """``boltring doctor``'s arguments."""
+    p = sub.add_parser(
+        "doctor", help="interfaces, the path to each neighbour and why; exit 1 when degraded",
+        description="Show the interfaces and their kinds; with a hostfile, every candidate path to "
+                    "each ring neighbour (checked with a short bound connect), the one the group "
+                    "would use and why, the secret and the listen addresses. Exit code 0 when every "
+                    "neighbour would use its primary path, 1 when degraded, 2 on a usage error.")
+    p.add_argument("--hostfile", default=None, help="MLX ring hostfile (default: $MLX_HOSTFILE)")
+    p.add_argument("--rank", type=int, default=None, help="this rank (default: $MLX_RANK)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="bound of each path's connect check in s (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return main(args.hostfile, args.rank, as_json=args.json, timeout=args.timeout)
 
 
 def main(hostfile: str | None, rank: int | None, *, as_json: bool = False,
