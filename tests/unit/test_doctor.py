@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from boltring.control import diagnosis
 from boltring.tools import doctor
 from boltring.control import hostfile
 from boltring.control import interfaces
@@ -71,7 +72,7 @@ def hf(*peer: str, own: tuple[str, ...] = ("0.0.0.0:5000",)) -> hostfile.Hostfil
     return hostfile.parse([list(peer), list(own)], "hosts.json")
 
 
-def run(h: hostfile.Hostfile | None, rank: int | None = 1, **kw: Any) -> doctor.DoctorReport:
+def run(h: hostfile.Hostfile | None, rank: int | None = 1, **kw: Any) -> diagnosis.Report:
     kw.setdefault("checker", checker())
     return doctor.diagnose(h, rank, timeout=0.5, **kw)
 

@@ -10,20 +10,23 @@ from typing import Any
 
 import pytest
 
+from boltring.control import diagnosis
 from boltring.control import handshake
 from boltring.control import hostfile
 from boltring.control import memory
 from boltring.control import preflight
 from boltring.data.channel import Listener
-from boltring.control.preflight import PathResult, Report, evaluate
+from boltring.control.diagnosis import Report
+from boltring.control.diagnosis import Path as DiagnosedPath
+from boltring.control.preflight import evaluate
 from ports import free_port
 
 MiB = 1 << 20
 
 
 def path(iface: str, kind: str, rtt: float | None = None, mbps: float | None = None,
-         status: str = "ok", reason: str = "") -> PathResult:
-    return PathResult(iface, kind, f"10.0.0.1:{len(iface)}", status, reason, rtt_ms=rtt, rtt_min_ms=rtt,
+         status: str = "ok", reason: str = "") -> DiagnosedPath:
+    return DiagnosedPath(iface, kind, f"10.0.0.1:{len(iface)}", status, reason, rtt_ms=rtt, rtt_min_ms=rtt,
                       rtt_max_ms=rtt, pings=20, mb_per_s=mbps, bulk_bytes=64 * MiB, bulk_s=0.1)
 
 
@@ -94,7 +97,7 @@ def test_nothing_works() -> None:
 
 
 def test_report_json_and_table() -> None:
-    res = preflight.PeerResult(1, "dialer", [path("thunderbolt0", "thunderbolt", 0.05, 900)])
+    res = diagnosis.Peer(1, "dialer", [path("thunderbolt0", "thunderbolt", 0.05, 900)])
     res.would_use, res.state, res.failures = evaluate(1, res.paths, 5.0, None)
     report = Report(0, 2, "hosts.json", 5.0, None, False, peers=[res])
     data = json.loads(json.dumps(report.to_dict()))

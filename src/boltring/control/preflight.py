@@ -79,11 +79,7 @@ MAX_BUDGET_S = 3600.0
 NOT_MEASURED = "not measured"
 MAX_REQUEST = handshake.MAX_MESSAGE * 8  # a summary of many paths
 
-# Preflight's names for the diagnosis model (``control.diagnosis``), which doctor shares.
-PathResult = Path
-PeerResult = Peer
-
-__all__ = ["MAX_BULK_BYTES", "MAX_PINGS", "PathResult", "PeerResult", "Report", "evaluate", "run_preflight"]
+__all__ = ["MAX_BULK_BYTES", "MAX_PINGS", "Report", "evaluate", "run_preflight"]
 
 
 def evaluate(peer: int, paths: list[Path], max_rtt_ms: float,
@@ -187,7 +183,7 @@ def _close(chan: Channel | None) -> None:
         chan.close(goodbye=False)
 
 
-def _measure(chan: Channel, res: PathResult, st: _Settings, sbuf: memoryview, rbuf: memoryview) -> None:
+def _measure(chan: Channel, res: Path, st: _Settings, sbuf: memoryview, rbuf: memoryview) -> None:
     """Pings then bulk over one connected path; fills ``res``."""
     t_end = time.monotonic() + st.timeout
     rtts: list[float] = []

@@ -30,7 +30,7 @@ neighbour over a better link than any address it listens on that the neighbour
 is on, the neighbour cannot use that link (fix the hostfile, or use 0.0.0.0).
 This rank's own connect checks to a neighbour that dials it are still shown, as notes.
 
-Exit code (``DoctorReport.exit_code``): 0 when every neighbour would use a path
+Exit code (``diagnosis.Report.exit_code``): 0 when every neighbour would use a path
 of its best kind, 1 when any is degraded (a fallback, no path, an address no
 interface reaches), with one line per problem.
 """
@@ -69,13 +69,7 @@ SECRET_ENV = "BOLTRING_SECRET"
 DEFAULT_TIMEOUT_S = 1.0
 PENDING = "unchecked"  # a path the local table lets us dial, before its check
 
-# The doctor's names for the diagnosis model (``control.diagnosis``): one path
-# model, one peer, one report for doctor and preflight alike.
-PathCheck = Path
-PeerDiagnosis = Peer
-DoctorReport = Report
-
-__all__ = ["REACHED", "Checker", "DoctorReport", "PathCheck", "PeerDiagnosis", "check_path", "decide",
+__all__ = ["REACHED", "Checker", "check_path", "decide",
            "diagnose", "examine", "inbound_rows", "interface_dict", "main", "register", "secret_is_set"]
 
 
@@ -171,7 +165,7 @@ def inbound_rows(entry: Sequence[Address], plan: Sequence[listening.Want], table
         return Path(w[2], str(kind), endpoint.format(w[0], w[1]), "listening", f"listening, bound to {w[2]}",
                     "live", pos)
 
-    rows: list[PathCheck] = []
+    rows: list[Path] = []
     for pos, a in enumerate(entry):
         if a.port == 0:
             continue
@@ -278,7 +272,7 @@ def _hang_up(chan: Channel) -> None:
 
 def diagnose(hostfile: Hostfile | None = None, rank: int | None = None, *,
              timeout: float = DEFAULT_TIMEOUT_S, checker: Checker = check_path,
-             remember: bool = True, answer: bool = False) -> DoctorReport:
+             remember: bool = True, answer: bool = False) -> Report:
     """The doctor's report for this machine (and, with a hostfile, for ``rank``).
 
     Interfaces come from ``interfaces.interfaces()`` (what the group sees); every path
