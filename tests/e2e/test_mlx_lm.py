@@ -12,6 +12,7 @@ varied sequence are compared too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 
 from boltring_rig.lab import Lab
+from ports import free_port
 
 pytestmark = pytest.mark.netns
 
@@ -70,7 +72,7 @@ def labs() -> Iterator[dict[int, Lab]]:
             lab.down()
 
 
-_ports = iter(range(42000, 43000, 10))
+_jobs = itertools.count()
 
 
 def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: str,
@@ -78,9 +80,9 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
     """Run every rank of one job (in its lab node, with exo's hostfile and env) and
     return, per rank, its JSON line plus its tokens and logits.  `while_forcing` runs
     once every rank has started teacher forcing (to break links under load)."""
-    port = next(_ports)
+    port = free_port()  # the ranks listen only inside this test's lab namespaces (or on loopback)
     procs: list[subprocess.Popen[str]] = []
-    tag = f"{backend}{nodes}{''.join(extra)}{port}"
+    tag = f"{backend}{nodes}{''.join(extra)}_{next(_jobs)}"
     outs = [tmp / f"{tag}_{r}.npz" for r in range(nodes)]
     if while_forcing is not None:
         extra = (*extra, "--announce")

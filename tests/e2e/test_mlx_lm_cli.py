@@ -24,10 +24,11 @@ import pytest
 
 from boltring_rig.lab import Lab, netns
 from boltring_rig.lab.models import LlamaShape, write_model
+from ports import free_port
 
 pytestmark = pytest.mark.netns
 
-PORT = 44600
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 SHAPE = LlamaShape()
 PROMPT, TOKENS = 32, 16
 

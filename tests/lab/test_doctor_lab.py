@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from boltring_rig.lab import Lab, netns
+from ports import free_port
 
-PORT = 5410
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 
 
 def _alive(pid: int) -> bool:

@@ -30,11 +30,11 @@ import pytest
 from boltring_rig.lab import Lab
 from fault_tools import (Worker, blackhole_fast, blackhole_slow, cpu_seconds, has, heal_fast, heal_slow,
                          lab_namespaces, on)
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 PREFIX = f"ft{os.getpid() % 10000}"
-_port = [55000]
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,9 @@ def ranks(lab2, tmp_path):
     started: list[Worker] = []
 
     def start(*opts, stdin=False, hostfile_port=None):
-        _port[0] += 10
-        hostfile = tmp_path / f"hosts{_port[0]}.json"
-        hostfile.write_text(json.dumps(lab2.hostfile(hostfile_port or _port[0])))
+        port = hostfile_port or free_port()  # any free port: the ranks listen only in the lab's namespaces
+        hostfile = tmp_path / f"hosts{len(started)}.json"
+        hostfile.write_text(json.dumps(lab2.hostfile(port)))
         ws = [Worker(lab2, i, hostfile, o, tmp_path, stdin=stdin) for i, o in enumerate(opts)]
         started.extend(ws)
         return ws
@@ -68,7 +68,7 @@ def ranks(lab2, tmp_path):
 def test_kill_9_mid_all_sum_every_survivor_raises_peer_lost_within_2s_idling(tmp_path):
     with Lab(nodes=3, prefix=f"fk{os.getpid() % 10000}") as lab:
         hostfile = tmp_path / "hosts3.json"
-        hostfile.write_text(json.dumps(lab.hostfile(56000)))
+        hostfile.write_text(json.dumps(lab.hostfile(free_port())))
         opts = {"elems": 16 << 20, "dtype": "bfloat16"}  # 32 MiB per all_sum
         ws = [Worker(lab, i, hostfile, opts, tmp_path) for i in range(3)]
         try:
@@ -221,8 +221,9 @@ def test_20_flaps_under_a_decode_loop_leave_results_right_and_nothing_leaked(ran
 
 def test_restarting_both_ranks_10_times_forms_over_thunderbolt0_within_3s(ranks):
     times = []
+    port = free_port()  # the same port every time, as a restarted job would use
     for i in range(10):
-        ws = ranks({"seconds": 30}, {"seconds": 30}, hostfile_port=57000)
+        ws = ranks({"seconds": 30}, {"seconds": 30}, hostfile_port=port)
         formed = [w.wait_for(has("formed"), 20) for w in ws]
         for w in ws:
             w.wait_for(has("ops"), 10)

@@ -7,7 +7,6 @@ count and its sockets by timeouts.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import pytest
 
 import boltring_rig.lab
 from boltring_rig.lab import Lab
+from ports import free_port
 
 DELAY_MS = 20.0
 PING_BYTES = 64
@@ -108,7 +108,6 @@ s.close()
 print(json.dumps(out))
 """
 
-_ports = itertools.count(20000)
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -120,7 +119,7 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 def probe(lab: Lab, client: int, server: int, dst: str, *, mode: str = "echo", count: int = 50,
           bind: str = "", server_bind: str = "", timeout: float = 25.0) -> dict[str, Any]:
     """Run SERVER on node ``server`` and CLIENT on node ``client`` against ``dst``; CLIENT's JSON."""
-    port = next(_ports)
+    port = free_port()  # the server listens inside the lab's namespace
     srv = lab.python(server, SERVER, "0.0.0.0", str(port), mode, server_bind,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

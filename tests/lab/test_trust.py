@@ -26,11 +26,12 @@ import pytest
 from boltring_rig.lab import Lab
 from boltring_rig.lab import netns
 from fault_tools import Worker, has, lab_namespaces, on
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
 PREFIX = f"tr{os.getpid() % 10000}"
-PORT = 54100
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 SECRET = "trust-lab-secret"
 
 CLIENT = textwrap.dedent(
