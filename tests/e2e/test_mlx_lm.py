@@ -224,7 +224,7 @@ def test_decode_survives_a_thunderbolt_break_falls_back_says_so_and_returns(
     calm = run_job(lab, "boltring", tmp_path, 2, *opts, hostfile="full")
 
     def break_and_heal() -> None:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
         lab.break_link(1)
         time.sleep(2.0)
         lab.heal(1)
@@ -252,7 +252,7 @@ def test_with_exos_hostfile_decode_rides_out_a_thunderbolt_outage(
     calm = run_job(lab, "boltring", tmp_path, 2, *opts)
 
     def break_and_heal() -> None:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
         lab.break_link(1)
         time.sleep(2.0)
         lab.heal(1)

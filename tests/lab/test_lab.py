@@ -15,7 +15,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 import boltring_rig.lab
 from boltring_rig.lab import Lab
 from ports import free_port
+from waiting import wait_for
 
 DELAY_MS = 20.0
 PING_BYTES = 64
@@ -160,15 +160,6 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def wait_until(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
-
-
 def remove_stale_test_labs() -> None:
     """Take down labs left by earlier test runs that died (prefix = letter + dead pid)."""
     pattern = re.compile(r"^([tkr])(\d+)(?:-(?:n\d+|w\d+|slow))?$")
@@ -255,7 +246,7 @@ def test_down_after_creator_killed(tmp_path: Path) -> None:
         # A forwarder also leaves on its own when its namespace is deleted under it.
         slow_pid = json.loads((probe_lab.state_dir / "fwd-slow.json").read_text())["pid"]
         subprocess.run(["ip", "netns", "del", probe_lab.slow_ns], check=True, timeout=10)
-        assert wait_until(lambda: not alive(slow_pid), 5.0)
+        wait_for(lambda: not alive(slow_pid), 5.0, f"the slow forwarder (pid {slow_pid}) gone")
     finally:
         if creator.poll() is None:
             creator.kill()

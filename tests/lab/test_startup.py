@@ -129,7 +129,7 @@ def one_start(lab: Lab, state: Path, delay: float, monkeypatch: pytest.MonkeyPat
         lab.heal(n, address=False, carrier=False)  # it exists: no address, no carrier
     ranks = start(lab, state, monkeypatch)
     try:
-        time.sleep(delay)
+        time.sleep(delay)  # the scenario: thunderbolt0 gets its carrier `delay` s after the ranks start
         for n in (0, 1):
             lab.heal(n)
         carrying = time.time()

@@ -174,7 +174,7 @@ def client(lab: Lab, what: str, instance: str) -> dict:
 def still_running(ws, seconds: float = 1.0) -> None:
     """Both ranks keep completing right all_sums, with no error."""
     marks = [w.wait_for(has("ops"), 5)["ops"] for w in ws]
-    time.sleep(seconds)
+    time.sleep(seconds)  # deliberate: the span they must keep running through
     for w, m in zip(ws, marks):
         w.wait_for(lambda x: x.get("ops", 0) > m + 20, 10)
 
