@@ -29,6 +29,7 @@ import pytest
 
 from boltring_rig.lab import Lab
 from ports import free_port
+from processes import killed_at_exit
 
 pytestmark = pytest.mark.netns
 
@@ -81,12 +82,11 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
     return, per rank, its JSON line plus its tokens and logits.  `while_forcing` runs
     once every rank has started teacher forcing (to break links under load)."""
     port = free_port()  # the ranks listen only inside this test's lab namespaces (or on loopback)
-    procs: list[subprocess.Popen[str]] = []
     tag = f"{backend}{nodes}{''.join(extra)}_{next(_jobs)}"
     outs = [tmp / f"{tag}_{r}.npz" for r in range(nodes)]
     if while_forcing is not None:
         extra = (*extra, "--announce")
-    try:
+    with killed_at_exit() as procs:
         for r in range(nodes):
             argv = [sys.executable, str(RANK), backend, str(outs[r]), *extra]
             env = dict(os.environ)
@@ -117,11 +117,6 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
                             logits=data["logits"], forced=data["forced"])
             results.append(info)
         return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def bits(a: np.ndarray) -> np.ndarray:

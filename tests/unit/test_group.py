@@ -14,6 +14,7 @@ import pytest
 import boltring
 from boltring import ConfigError, Timeout
 from ports import free_ports
+from processes import killed_at_exit
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.loopback_aliases]
 
@@ -99,12 +100,8 @@ def read_until(proc, word, timeout=30):
 
 @pytest.fixture
 def procs():
-    started = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait()
+    with killed_at_exit() as started:
+        yield started
 
 
 def test_close_says_goodbye_and_the_peer_raises_peer_closed_at_once(tmp_path, procs):
