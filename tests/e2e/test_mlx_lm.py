@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from boltring_rig.lab import Lab
-from ports import free_port
+from ports import fresh_port
 from processes import killed_at_exit
 
 pytestmark = pytest.mark.netns
@@ -74,6 +74,7 @@ def labs() -> Iterator[dict[int, Lab]]:
 
 
 _jobs = itertools.count()
+_used_ports: list[int] = []
 
 
 def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: str,
@@ -81,7 +82,7 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
     """Run every rank of one job (in its lab node, with exo's hostfile and env) and
     return, per rank, its JSON line plus its tokens and logits.  `while_forcing` runs
     once every rank has started teacher forcing (to break links under load)."""
-    port = free_port()  # the ranks listen only inside this test's lab namespaces (or on loopback)
+    port = fresh_port(_used_ports)  # the ranks listen only inside this test's lab namespaces
     tag = f"{backend}{nodes}{''.join(extra)}_{next(_jobs)}"
     outs = [tmp / f"{tag}_{r}.npz" for r in range(nodes)]
     if while_forcing is not None:

@@ -30,11 +30,12 @@ import pytest
 from boltring_rig.lab import Lab
 from fault_tools import (Worker, blackhole_fast, blackhole_slow, cpu_seconds, has, heal_fast, heal_slow,
                          lab_namespaces, on)
-from ports import free_port
+from ports import free_port, fresh_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 PREFIX = f"ft{os.getpid() % 10000}"
+_used_ports: list[int] = []
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def ranks(lab2, tmp_path):
     started: list[Worker] = []
 
     def start(*opts, stdin=False, hostfile_port=None):
-        port = hostfile_port or free_port()  # any free port: the ranks listen only in the lab's namespaces
+        port = hostfile_port or fresh_port(_used_ports)  # the ranks listen only in the lab's namespaces
         hostfile = tmp_path / f"hosts{len(started)}.json"
         hostfile.write_text(json.dumps(lab2.hostfile(port)))
         ws = [Worker(lab2, i, hostfile, o, tmp_path, stdin=stdin) for i, o in enumerate(opts)]
@@ -223,7 +224,7 @@ def test_20_flaps_under_a_decode_loop_leave_results_right_and_nothing_leaked(ran
 
 def test_restarting_both_ranks_10_times_forms_over_thunderbolt0_within_3s(ranks):
     times = []
-    port = free_port()  # the same port every time, as a restarted job would use
+    port = fresh_port(_used_ports)  # the same port every time, as a restarted job would use
     for i in range(10):
         ws = ranks({"seconds": 30}, {"seconds": 30}, hostfile_port=port)
         formed = [w.wait_for(has("formed"), 20) for w in ws]
