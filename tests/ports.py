@@ -40,3 +40,15 @@ def free_port_run(count: int) -> int:
             for s in socks:
                 s.close()
     raise AssertionError(f"no {count} consecutive free ports")
+
+
+def fresh_port(used: list[int], gap: int = 10) -> int:
+    """A free port at least `gap` from every port in `used`, then added to it: the
+    successive jobs of one lab never meet an earlier job's sockets (in TIME_WAIT, or
+    a rank's second port just above the first), as a counter stepping by `gap` did."""
+    for _ in range(1000):
+        port = free_port()
+        if port + gap <= 65535 and all(abs(port - u) >= gap for u in used):
+            used.append(port)
+            return port
+    raise AssertionError(f"no free port {gap} away from the {len(used)} used")

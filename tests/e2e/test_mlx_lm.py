@@ -12,6 +12,7 @@ varied sequence are compared too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -27,6 +28,8 @@ import numpy as np
 import pytest
 
 from boltring_rig.lab import Lab
+from ports import fresh_port
+from processes import killed_at_exit
 
 pytestmark = pytest.mark.netns
 
@@ -70,7 +73,8 @@ def labs() -> Iterator[dict[int, Lab]]:
             lab.down()
 
 
-_ports = iter(range(42000, 43000, 10))
+_jobs = itertools.count()
+_used_ports: list[int] = []
 
 
 def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: str,
@@ -78,13 +82,12 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
     """Run every rank of one job (in its lab node, with exo's hostfile and env) and
     return, per rank, its JSON line plus its tokens and logits.  `while_forcing` runs
     once every rank has started teacher forcing (to break links under load)."""
-    port = next(_ports)
-    procs: list[subprocess.Popen[str]] = []
-    tag = f"{backend}{nodes}{''.join(extra)}{port}"
+    port = fresh_port(_used_ports)  # the ranks listen only inside this test's lab namespaces
+    tag = f"{backend}{nodes}{''.join(extra)}_{next(_jobs)}"
     outs = [tmp / f"{tag}_{r}.npz" for r in range(nodes)]
     if while_forcing is not None:
         extra = (*extra, "--announce")
-    try:
+    with killed_at_exit() as procs:
         for r in range(nodes):
             argv = [sys.executable, str(RANK), backend, str(outs[r]), *extra]
             env = dict(os.environ)
@@ -115,11 +118,6 @@ def run_job(lab: Lab | None, backend: str, tmp: Path, nodes: int = 1, *extra: st
                             logits=data["logits"], forced=data["forced"])
             results.append(info)
         return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def bits(a: np.ndarray) -> np.ndarray:
@@ -222,7 +220,7 @@ def test_decode_survives_a_thunderbolt_break_falls_back_says_so_and_returns(
     calm = run_job(lab, "boltring", tmp_path, 2, *opts, hostfile="full")
 
     def break_and_heal() -> None:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
         lab.break_link(1)
         time.sleep(2.0)
         lab.heal(1)
@@ -250,7 +248,7 @@ def test_with_exos_hostfile_decode_rides_out_a_thunderbolt_outage(
     calm = run_job(lab, "boltring", tmp_path, 2, *opts)
 
     def break_and_heal() -> None:
-        time.sleep(0.3)
+        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
         lab.break_link(1)
         time.sleep(2.0)
         lab.heal(1)

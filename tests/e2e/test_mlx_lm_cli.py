@@ -24,10 +24,12 @@ import pytest
 
 from boltring_rig.lab import Lab, netns
 from boltring_rig.lab.models import LlamaShape, write_model
+from ports import free_port
+from processes import killed_at_exit
 
 pytestmark = pytest.mark.netns
 
-PORT = 44600
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 SHAPE = LlamaShape()
 PROMPT, TOKENS = 32, 16
 
@@ -52,8 +54,7 @@ def test_mlx_lm_benchmark_generates_sharded_on_boltring_under_boltring_run(lab: 
     hosts.write_text(json.dumps(lab.hostfile(PORT)))
     bench = Path(sys.executable).with_name("mlx_lm.benchmark")
     before = [lab.counters(r, "thunderbolt0") for r in range(2)]
-    procs: list[subprocess.Popen[str]] = []
-    try:
+    with killed_at_exit() as procs:
         for r in range(2):
             env = {k: v for k, v in os.environ.items() if not k.startswith("BOLTRING_")}
             env.update(MLX_HOSTFILE=str(hosts), MLX_RANK=str(r), HF_HUB_OFFLINE="1",
@@ -62,11 +63,6 @@ def test_mlx_lm_benchmark_generates_sharded_on_boltring_under_boltring_run(lab: 
                     str(bench), "--model", str(model), "-p", str(PROMPT), "-g", str(TOKENS), "-n", "1"]
             procs.append(lab.popen(r, argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [proc.communicate(timeout=240) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
     assert [proc.returncode for proc in procs] == [0, 0], [err[-3000:] for _, err in outs]
     averages = re.search(r"Averages: prompt_tps=([\d.]+), generation_tps=([\d.]+)", outs[0][0])
     assert averages and float(averages.group(2)) > 0, outs[0]

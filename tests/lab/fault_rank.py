@@ -119,7 +119,7 @@ def main() -> int:
                 elif group.all_max(mx.array(int(now >= end), mx.int32)).item():
                     break
             if sleep_s:
-                time.sleep(sleep_s)
+                time.sleep(sleep_s)  # the test's pacing between all_sums
     except boltring.BoltError as e:
         now = time.monotonic()
         say(error=type(e).__name__, msg=str(e), t=now, in_op=now - started, cpu=time.process_time(),

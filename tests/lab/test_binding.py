@@ -13,10 +13,11 @@ import time
 import pytest
 
 from boltring_rig.lab import Lab
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
-PORT = 54000
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 
 SERVER = textwrap.dedent(
     """

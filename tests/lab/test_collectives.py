@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boltring_rig.lab import Lab
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(300)]
 
@@ -28,7 +29,7 @@ class Ranks:
     def __init__(self, n: int, tmp: Path):
         self.lab = Lab(nodes=n, prefix=f"bc{n}{os.getpid() % 10000}").up()
         hostfile = tmp / f"hosts{n}.json"
-        hostfile.write_text(json.dumps(self.lab.hostfile(53000)))
+        hostfile.write_text(json.dumps(self.lab.hostfile(free_port())))
         self.procs = [self.lab.popen(i, [sys.executable, WORKER, str(hostfile), str(i)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True) for i in range(n)]
         for p in self.procs:

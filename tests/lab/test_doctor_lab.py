@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from boltring_rig.lab import Lab, netns
+from ports import free_port
 
-PORT = 5410
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 
 
 def _alive(pid: int) -> bool:
@@ -99,7 +100,7 @@ def test_doctor_healthy_then_thunderbolt_missing(lab: Lab, tmp_path: Path) -> No
     code, out, err = doctor(lab, 0, state)
     print(out)
     assert code == 0, out + err
-    assert "thunderbolt0 (thunderbolt) -> 192.168.4.2:5410  refused" in out
+    assert f"thunderbolt0 (thunderbolt) -> 192.168.4.2:{PORT}  refused" in out
     assert "would use: thunderbolt0 (thunderbolt)" in out and "[primary]" in out
     assert "OK: every neighbour would use its primary path." in out
     code, out, err = doctor(lab, 1, tmp_path / "n1")  # rank 1 remembers its links too
@@ -118,7 +119,7 @@ def test_doctor_healthy_then_thunderbolt_missing(lab: Lab, tmp_path: Path) -> No
         (peer,) = data["peers"]
         assert peer["dials"] is False and peer["state"] == "fallback"
         assert [(x["remote"], x["iface"], x["status"]) for x in peer["inbound"]] == [
-            ("192.168.4.1:5410", "thunderbolt0", "missing"), ("100.64.0.1:5410", "tailscale0", "listening")]
+            (f"192.168.4.1:{PORT}", "thunderbolt0", "missing"), (f"100.64.0.1:{PORT}", "tailscale0", "listening")]
         assert peer["would_use"]["iface"] == "tailscale0"
         # this rank's own check of the link: thunderbolt0 missing, tailscale0 answers
         assert peer["paths"][0]["iface"] == "thunderbolt0" and peer["paths"][0]["status"] == "missing"
@@ -131,7 +132,7 @@ def test_doctor_healthy_then_thunderbolt_missing(lab: Lab, tmp_path: Path) -> No
         print(out)
         assert code == 1, out + err
         assert ("peer 0: would use tailscale0 (vpn): thunderbolt0 has no carrier" in out
-                or "peer 0: would use tailscale0 (vpn): no answer from 192.168.4.1:5410 via thunderbolt0" in out)
+                or f"peer 0: would use tailscale0 (vpn): no answer from 192.168.4.1:{PORT} via thunderbolt0" in out)
     finally:
         lab.heal(0)
     code, out, _ = doctor(lab, 0, state)

@@ -30,11 +30,12 @@ import pytest
 from boltring_rig.lab import Lab
 from fault_tools import (Worker, blackhole_fast, blackhole_slow, cpu_seconds, has, heal_fast, heal_slow,
                          lab_namespaces, on)
+from ports import free_port, fresh_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 PREFIX = f"ft{os.getpid() % 10000}"
-_port = [55000]
+_used_ports: list[int] = []
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +51,9 @@ def ranks(lab2, tmp_path):
     started: list[Worker] = []
 
     def start(*opts, stdin=False, hostfile_port=None):
-        _port[0] += 10
-        hostfile = tmp_path / f"hosts{_port[0]}.json"
-        hostfile.write_text(json.dumps(lab2.hostfile(hostfile_port or _port[0])))
+        port = hostfile_port or fresh_port(_used_ports)  # the ranks listen only in the lab's namespaces
+        hostfile = tmp_path / f"hosts{len(started)}.json"
+        hostfile.write_text(json.dumps(lab2.hostfile(port)))
         ws = [Worker(lab2, i, hostfile, o, tmp_path, stdin=stdin) for i, o in enumerate(opts)]
         started.extend(ws)
         return ws
@@ -68,19 +69,19 @@ def ranks(lab2, tmp_path):
 def test_kill_9_mid_all_sum_every_survivor_raises_peer_lost_within_2s_idling(tmp_path):
     with Lab(nodes=3, prefix=f"fk{os.getpid() % 10000}") as lab:
         hostfile = tmp_path / "hosts3.json"
-        hostfile.write_text(json.dumps(lab.hostfile(56000)))
+        hostfile.write_text(json.dumps(lab.hostfile(free_port())))
         opts = {"elems": 16 << 20, "dtype": "bfloat16"}  # 32 MiB per all_sum
         ws = [Worker(lab, i, hostfile, opts, tmp_path) for i in range(3)]
         try:
             for w in ws:
                 w.wait_for(has("ops"), 30)
-            time.sleep(0.15)  # somewhere inside an all_sum
+            time.sleep(0.15)  # deliberate: somewhere inside an all_sum
             # rank 2 first stops answering (SIGSTOP) for 1.5 s, then is killed -9: the
             # survivors wait inside the all_sum meanwhile, and must not spin
             cpu0 = {w.node: cpu_seconds(w.pid) for w in ws[:2]}
             t_stop = time.monotonic()
             ws[2].signal(signal.SIGSTOP)
-            time.sleep(1.5)
+            time.sleep(1.5)  # the scenario: 1.5 s stopped, then killed
             t_kill = time.monotonic()
             ws[2].signal(signal.SIGKILL)
             errors = [w.wait_for(has("error"), 10) for w in ws[:2]]
@@ -134,7 +135,7 @@ def test_ctrl_c_in_a_256_mib_all_sum_interrupts_within_half_a_second_and_close_c
     for w in (w0, w1):
         w.wait_for(has("ready"), 60)
     w0.go()
-    time.sleep(1.5)
+    time.sleep(1.5)  # deliberate: well inside the 256 MiB all_sum (in_op > 1.0 below)
     t_int = time.monotonic()
     w0.signal(signal.SIGINT)
     line = w0.wait_for(has("interrupted"), 5)
@@ -159,7 +160,7 @@ def test_thunderbolt0_removed_under_a_128_mib_all_sum(ranks, lab2, fallback):
     # a fresh line: rank 1 is about to start its next all_sum (0.5 s waiting for rank 0,
     # then 0.2 s moving); 50 ms later it is inside
     ws[1].wait_for(lambda x: "ops" in x and time.monotonic() - x["t"] < 0.02, 30)
-    time.sleep(0.05)
+    time.sleep(0.05)  # deliberate: inside it
     t0 = time.monotonic()
     lab2.break_link(1)
     t_broken = time.monotonic()
@@ -199,12 +200,14 @@ def test_20_flaps_under_a_decode_loop_leave_results_right_and_nothing_leaked(ran
     ws = ranks(opts, opts)
     for w in ws:
         w.wait_for(on("thunderbolt0"), 30)
-    time.sleep(3.0)  # every probe connection open
+    # every probe connection open before the baseline fds are read (no public count of
+    # them; a shorter wait would only make the leak check stricter and flaky)
+    time.sleep(3.0)
     base = [w.wait_for(has("fds"), 5) for w in ws]
     t0 = time.monotonic()
     for _ in range(20):
         lab2.break_link(1)
-        time.sleep(0.7)
+        time.sleep(0.7)  # the scenario: 0.7 s down, 0.8 s up, 20 times
         lab2.heal(1)
         time.sleep(0.8)
     flaps = time.monotonic() - t0
@@ -221,8 +224,9 @@ def test_20_flaps_under_a_decode_loop_leave_results_right_and_nothing_leaked(ran
 
 def test_restarting_both_ranks_10_times_forms_over_thunderbolt0_within_3s(ranks):
     times = []
+    port = fresh_port(_used_ports)  # the same port every time, as a restarted job would use
     for i in range(10):
-        ws = ranks({"seconds": 30}, {"seconds": 30}, hostfile_port=57000)
+        ws = ranks({"seconds": 30}, {"seconds": 30}, hostfile_port=port)
         formed = [w.wait_for(has("formed"), 20) for w in ws]
         for w in ws:
             w.wait_for(has("ops"), 10)

@@ -7,7 +7,6 @@ count and its sockets by timeouts.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -16,7 +15,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,8 @@ import pytest
 
 import boltring_rig.lab
 from boltring_rig.lab import Lab
+from ports import free_port
+from waiting import wait_for
 
 DELAY_MS = 20.0
 PING_BYTES = 64
@@ -108,7 +108,6 @@ s.close()
 print(json.dumps(out))
 """
 
-_ports = itertools.count(20000)
 
 
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
@@ -120,7 +119,7 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
 def probe(lab: Lab, client: int, server: int, dst: str, *, mode: str = "echo", count: int = 50,
           bind: str = "", server_bind: str = "", timeout: float = 25.0) -> dict[str, Any]:
     """Run SERVER on node ``server`` and CLIENT on node ``client`` against ``dst``; CLIENT's JSON."""
-    port = next(_ports)
+    port = free_port()  # the server listens inside the lab's namespace
     srv = lab.python(server, SERVER, "0.0.0.0", str(port), mode, server_bind,
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -159,15 +158,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
-def wait_until(cond: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return bool(cond())
 
 
 def remove_stale_test_labs() -> None:
@@ -256,7 +246,7 @@ def test_down_after_creator_killed(tmp_path: Path) -> None:
         # A forwarder also leaves on its own when its namespace is deleted under it.
         slow_pid = json.loads((probe_lab.state_dir / "fwd-slow.json").read_text())["pid"]
         subprocess.run(["ip", "netns", "del", probe_lab.slow_ns], check=True, timeout=10)
-        assert wait_until(lambda: not alive(slow_pid), 5.0)
+        wait_for(lambda: not alive(slow_pid), 5.0, f"the slow forwarder (pid {slow_pid}) gone")
     finally:
         if creator.poll() is None:
             creator.kill()

@@ -30,6 +30,7 @@ import pytest
 
 from boltring_rig.lab import Lab
 from ports import free_port
+from waiting import wait_for as wait_until
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 
@@ -48,7 +49,7 @@ METRICS_POLL = textwrap.dedent(
         body = urllib.request.urlopen(url, timeout=2).read().decode()
         keep = [line for line in body.splitlines() if line.startswith(wanted)]
         print(json.dumps({"t": time.time(), "lines": keep}), flush=True)
-        time.sleep(0.1)
+        time.sleep(0.1)  # the sampling period: one GET every 0.1 s
     """
 )
 
@@ -164,17 +165,6 @@ class StatusPoller:
             if any(s["rank"] == rank and predicate(s["peers"][0]) for s in snaps):
                 return t, rc
         return None
-
-
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> object:
-    """`condition()`'s first true value, checked every 50 ms for at most `timeout` s."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def on(iface: str) -> Callable[[object], bool]:

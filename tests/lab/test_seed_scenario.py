@@ -27,11 +27,12 @@ from pathlib import Path
 import pytest
 
 from boltring_rig.lab import Lab
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
 
 RANK = str(Path(__file__).with_name("rank_loop.py"))
-PORT = 52000
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 
 
 class Rank:

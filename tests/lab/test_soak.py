@@ -21,6 +21,7 @@ import pytest
 
 from boltring_rig.lab import Lab
 from fault_tools import Worker, has, lab_namespaces
+from ports import free_port
 
 SOAK_S = float(os.environ.get("BOLTRING_SOAK_S", "60"))
 WARMUP_S = min(20.0, SOAK_S / 3)
@@ -33,7 +34,7 @@ def test_soak_random_sizes_and_dtypes_every_result_right_memory_flat(tmp_path, n
     prefix = f"sk{n}{os.getpid() % 1000}"
     with Lab(nodes=n, prefix=prefix) as lab:
         hostfile = tmp_path / "hosts.json"
-        hostfile.write_text(json.dumps(lab.hostfile(58000 + n)))
+        hostfile.write_text(json.dumps(lab.hostfile(free_port())))
         opts = {"random": int(time.time()), "seconds": SOAK_S, "report_ops": 100, "warm": True,
                 "cache_limit": 0}
         ws = [Worker(lab, r, hostfile, opts, tmp_path) for r in range(n)]

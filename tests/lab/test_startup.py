@@ -32,10 +32,11 @@ import pytest
 from boltring_rig.lab import Lab, netns
 
 from fault_tools import Worker, on
+from ports import free_port
 
 pytestmark = [pytest.mark.netns]
 
-PORT = 53300
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 REPS = int(os.environ.get("BOLTRING_STARTUP_REPS", "20"))
 DELAYS = [0.6, 1.5, 2.5, 8.0, 1.0]  # s after the ranks' processes start; 8.0 is past prefer_wait_s
 BOUND_S = 2.5  # on thunderbolt0 within this long of it carrying
@@ -128,7 +129,7 @@ def one_start(lab: Lab, state: Path, delay: float, monkeypatch: pytest.MonkeyPat
         lab.heal(n, address=False, carrier=False)  # it exists: no address, no carrier
     ranks = start(lab, state, monkeypatch)
     try:
-        time.sleep(delay)
+        time.sleep(delay)  # the scenario: thunderbolt0 gets its carrier `delay` s after the ranks start
         for n in (0, 1):
             lab.heal(n)
         carrying = time.time()

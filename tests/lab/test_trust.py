@@ -26,11 +26,12 @@ import pytest
 from boltring_rig.lab import Lab
 from boltring_rig.lab import netns
 from fault_tools import Worker, has, lab_namespaces, on
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
 PREFIX = f"tr{os.getpid() % 10000}"
-PORT = 54100
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 SECRET = "trust-lab-secret"
 
 CLIENT = textwrap.dedent(
@@ -173,7 +174,7 @@ def client(lab: Lab, what: str, instance: str) -> dict:
 def still_running(ws, seconds: float = 1.0) -> None:
     """Both ranks keep completing right all_sums, with no error."""
     marks = [w.wait_for(has("ops"), 5)["ops"] for w in ws]
-    time.sleep(seconds)
+    time.sleep(seconds)  # deliberate: the span they must keep running through
     for w, m in zip(ws, marks):
         w.wait_for(lambda x: x.get("ops", 0) > m + 20, 10)
 

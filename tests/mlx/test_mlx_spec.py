@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 from ports import free_ports
+from processes import killed_at_exit
 
 BOLTRING = pytest.param("boltring", id="boltring", marks=[
     pytest.mark.boltring_spec,
@@ -65,10 +66,9 @@ def run_worker(workdir: Path, backend: str, n: int, cases: list[str], timeout: f
     base.pop("MLX_RANK", None)
     hostfile = workdir / "hosts.json"
     hostfile.write_text(json.dumps([[f"127.0.0.1:{p}"] for p in free_ports(max(n, 1))]))
-    procs: list[subprocess.Popen[bytes]] = []
     outs = [workdir / f"rank{r}.json" for r in range(max(n, 1))]
     logs = [workdir / f"rank{r}.log" for r in range(max(n, 1))]
-    try:
+    with killed_at_exit() as procs:
         for r in range(max(n, 1)):
             rank_env = dict(base, MLX_HOSTFILE=str(hostfile), MLX_RANK=str(r)) if n else base
             with open(logs[r], "wb") as log:
@@ -94,11 +94,6 @@ def run_worker(workdir: Path, backend: str, n: int, cases: list[str], timeout: f
                                f"{logs[r].read_text(errors='replace')[-2500:]}" for r, rep in enumerate(reports))
             raise RuntimeError(f"{backend} on {n} ranks, {cases}: " + "; ".join(problems) + "\n" + detail)
         return reports
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait(timeout=10)
 
 
 class Launches:

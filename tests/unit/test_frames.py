@@ -66,7 +66,7 @@ def test_frames_split_at_any_points_are_reassembled_exactly(raw_pair, background
         for cut in cuts + [len(stream)]:
             raw.sendall(stream[last:cut])
             last = cut
-            time.sleep(0.0005)
+            time.sleep(0.0005)  # deliberate: each piece its own read on the receiving side
 
     sent = background.submit(write)
     for a in arrays:

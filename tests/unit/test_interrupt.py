@@ -42,7 +42,7 @@ def test_ctrl_c_interrupts_a_256_mib_send_within_half_a_second():
         try:
             peer = listener.accept(timeout=20)  # accepted, never read: the send blocks
             assert proc.stdout.readline().strip() == "sending"
-            time.sleep(0.5)
+            time.sleep(0.5)  # deliberate: well inside the blocked send when SIGINT comes
             sent_at = time.monotonic()
             proc.send_signal(signal.SIGINT)
             line = proc.stdout.readline().split()

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from processes import killed_at_exit
+
 pytestmark = pytest.mark.timeout(90)
 
 RANK = textwrap.dedent(
@@ -42,15 +44,10 @@ def test_two_ranks_on_127_0_0_1_all_sum_through_mx_distributed(
         tmp_path: Path, loopback: str, free_ports: Callable[[int], list[int]]) -> None:
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([[f"127.0.0.1:{port}"] for port in free_ports(2)]))
-    procs = [subprocess.Popen([sys.executable, "-c", RANK, str(hostfile), str(rank)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
-    try:
+    with killed_at_exit() as procs:
+        procs += [subprocess.Popen([sys.executable, "-c", RANK, str(hostfile), str(rank)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
         outs = [p.communicate(timeout=60) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
     for rank, (p, (out, err)) in enumerate(zip(procs, outs)):
         assert p.returncode == 0 and out, f"rank {rank} exited {p.returncode}:\n{err[-3000:]}"
         got = json.loads(out.splitlines()[-1])

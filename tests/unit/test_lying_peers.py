@@ -23,6 +23,8 @@ from boltring.data import _core
 from boltring.data import dtypes
 from boltring.control import handshake
 from boltring.data.channel import Channel
+from boltring.errors import LinkDown
+from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,10 +34,20 @@ N = 1024  # float32 elements of the rank's all_sum: one 4 KiB DATA frame each wa
 
 RANK = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, resource, socket, sys, time
     import mlx.core as mx
     import boltring
     hostfile, timeout, rounds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
+    # a port the OS picks, held (bound, never listening) for the whole run: the group's
+    # listener shares it (both SO_REUSEADDR), no other process can take it meanwhile
+    hold = socket.socket()
+    hold.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    hold.bind(("0.0.0.0", 0))
+    port = hold.getsockname()[1]
+    peer_port = port + 1 if port < 65535 else port - 1  # rank 1's entry: never listened on
+    with open(hostfile, "w") as f:
+        json.dump([[f"127.0.0.1:{port}"], [f"127.0.0.2:{peer_port}"]], f)
+    print(json.dumps({"port": port}), flush=True)
     def rss():  # the peak resident set size, in bytes (ru_maxrss is KiB on Linux, bytes on macOS)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
@@ -55,21 +67,21 @@ RANK = textwrap.dedent(
     """ % (SECRET, N)
 )
 
-_port = [44000 + os.getpid() % 500 * 10]
-
-
 class FakeRank1:
-    """Rank 1 speaking the protocol by hand over loopback."""
+    """Rank 1 speaking the protocol by hand over loopback.  The rank picks its port
+    itself (the OS's choice, held until it exits) and says which on its first line."""
+
+    _made = 0
 
     def __init__(self, tmp_path, loopback: str, timeout: float = 3.0, rounds: int = 1):
         self.loopback = loopback
-        _port[0] += 10
-        self.port = _port[0]
-        hosts = tmp_path / f"hosts{self.port}.json"
-        hosts.write_text(json.dumps([[f"127.0.0.1:{self.port}"], [f"127.0.0.2:{self.port + 1}"]]))
-        self.proc = subprocess.Popen([sys.executable, "-c", RANK, str(hosts), str(timeout), str(rounds)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True)
+        FakeRank1._made += 1
+        hosts = tmp_path / f"hosts{FakeRank1._made}.json"
+        self.stderr = tmp_path / f"rank0-{FakeRank1._made}.err"
+        with open(self.stderr, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", RANK, str(hosts), str(timeout), str(rounds)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        self.port = self.line(timeout=30)["port"]
         self.chan = self._dial("data", epoch=1, stripe=0, stripes=1, why="initial", reason="fake rank 1")
         ack = json.loads(self.chan.recv_control(_core.KIND_SWITCH, 4096, timeout=5))
         assert ack == {"epoch": 1}
@@ -97,25 +109,35 @@ class FakeRank1:
             view = view[k:]
         return bytes(got)
 
+    def _connect(self) -> Channel | None:
+        """A connection to the rank once it listens; None while it is still starting."""
+        self.alive()
+        try:
+            return Channel.connect(f"127.0.0.1:{self.port}", iface=self.loopback, timeout=2)
+        except LinkDown:  # refused: the rank has its port but is not listening yet
+            return None
+
     def _dial(self, role: str, **extra) -> Channel:
-        end = time.monotonic() + 20
-        while True:
-            try:
-                chan = Channel.connect(f"127.0.0.1:{self.port}", iface=self.loopback, timeout=2)
-                break
-            except Exception:  # noqa: BLE001 - the rank is still starting
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.05)
+        chan = wait_for(self._connect, 20, f"rank 0 listening on 127.0.0.1:{self.port}", detail=self.log)
         hello = {"world": 2, "src": 1, "dst": 0, "role": role, **extra}
         handshake.dial(chan, hello, SECRET.encode(), 5)
         return chan
 
+    def log(self) -> str:
+        return f"rank 0's stderr: {self.stderr.read_text()[-2000:]!r}"
+
+    def alive(self) -> None:
+        """Fail at once, with the rank's stderr, when the rank has exited."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"rank 0 exited ({self.proc.returncode}); {self.log()}")
+
     def line(self, timeout: float = 10.0) -> dict:
         import select
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, "the rank said nothing"
-        return json.loads(self.proc.stdout.readline())
+        assert ready, f"the rank said nothing in {timeout} s; {self.log()}"
+        text = self.proc.stdout.readline()
+        assert text, f"the rank closed its output ({self.proc.poll()}); {self.log()}"
+        return json.loads(text)
 
     def go(self) -> None:
         """Let the rank start its next all_sum (the first one resumes epoch 1)."""
@@ -262,10 +284,6 @@ def test_a_lying_switch_ack_is_refused_as_a_boltring_error(tmp_path, switch, loo
     from boltring.data.channel import Listener
     import threading
 
-    _port[0] += 10
-    port = _port[0]
-    hosts = tmp_path / "hosts.json"
-    hosts.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.2:{port + 1}"]]))
     stop = threading.Event()
 
     def serve(listener):
@@ -284,12 +302,16 @@ def test_a_lying_switch_ack_is_refused_as_a_boltring_error(tmp_path, switch, loo
             else:
                 chan.send_control(_core.KIND_SWITCH, switch)
 
-    with Listener(f"127.0.0.1:{port}", iface=loopback) as listener:
+    with Listener("127.0.0.1:0", iface=loopback) as listener:  # the OS picks the port: nothing to collide with
+        port = listener.address[1]
+        hosts = tmp_path / "hosts.json"
+        hosts.write_text(json.dumps([[f"127.0.0.1:{port}"], [f"127.0.0.2:{port + 1 if port < 65535 else port - 1}"]]))
         t = threading.Thread(target=serve, args=(listener,), daemon=True)
         t.start()
         proc = subprocess.run([sys.executable, "-c", DIALER, str(hosts)], capture_output=True, text=True,
                               timeout=30)
         stop.set()
         t.join(5)
+    assert proc.stdout.strip(), f"the dialer said nothing ({proc.returncode}); stderr {proc.stderr[-2000:]!r}"
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out.get("bolt") is True and out["after"] < 5.0, out

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from processes import killed_at_exit
+
 WORKER = Path(__file__).with_name("mlx_dropin_worker.py")
 PLACEHOLDER = "198.51.100.1:0"  # TEST-NET-2: an address nobody dials
 
@@ -46,8 +48,7 @@ def exo_hostfiles(ports: list[int]) -> list[list[list[str]]]:
 def run_ranks(tmp_path: Path, hostfiles: list[list[list[str]]], scenario: str,
               timeout: float = 90.0) -> list[dict[str, Any]]:
     """Start every rank, wait for all (bounded), return their reports in rank order."""
-    procs = []
-    try:
+    with killed_at_exit() as procs:
         for r, entries in enumerate(hostfiles):
             path = tmp_path / f"hosts_{r}.json"
             path.write_text(json.dumps(entries))
@@ -62,11 +63,6 @@ def run_ranks(tmp_path: Path, hostfiles: list[list[list[str]]], scenario: str,
             assert lines, f"rank {r} printed no report:\n{err[-3000:]}"
             reports.append(json.loads(lines[-1]))
         return reports
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
 
 
 def assert_clean(reports: list[dict[str, Any]]) -> None:

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ import pytest
 from boltring.control import _netinfo as netinfo
 from boltring.control import interfaces
 from boltring.control.interfaces import LinkKind
+from waiting import wait_for
 
 ffi, lib = netinfo.ffi, netinfo.lib
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux facts")
@@ -171,14 +171,12 @@ def _ip(*args: str) -> None:
 
 
 def _wait_carrier(dev: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def carrier() -> bool:
         res = subprocess.run(["ip", "-n", NS, "-br", "link", "show", dev],
                              capture_output=True, text=True, check=False)
-        if "NO-CARRIER" not in res.stdout and "LOWER_UP" in res.stdout:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"{dev} in {NS} got no carrier in {timeout_s} s")
+        return "NO-CARRIER" not in res.stdout and "LOWER_UP" in res.stdout
+
+    wait_for(carrier, timeout_s, f"{dev} in {NS} getting carrier", every=0.1)
 
 
 @pytest.mark.netns

@@ -19,6 +19,7 @@ import boltring
 from boltring import ConfigError
 from boltring.observe import metrics, store
 from ports import free_ports
+from processes import killed_at_exit
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -72,10 +73,10 @@ def status(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_group_publishes_until_it_closes_and_serves_metrics_on_loopback(hostfile, runtime):
     # rank 0 publishes and serves metrics on a free port; rank 1 publishes nothing
     envs = [dict(os.environ, BOLTRING_METRICS_PORT="0"), dict(os.environ, BOLTRING_PUBLISH="0")]
-    procs = [subprocess.Popen([sys.executable, "-c", RANK, str(hostfile), str(r)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=envs[r])
-             for r in range(2)]
-    try:
+    with killed_at_exit() as procs:
+        procs += [subprocess.Popen([sys.executable, "-c", RANK, str(hostfile), str(r)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=envs[r])
+                  for r in range(2)]
         for p in procs:
             line_of(p, "ready")
         end = time.monotonic() + 10
@@ -112,10 +113,6 @@ def test_a_group_publishes_until_it_closes_and_serves_metrics_on_loopback(hostfi
         # the endpoint outlives the group, with nothing of it left
         body = urllib.request.urlopen(f"http://{snap['metrics']}/metrics", timeout=5).read().decode()
         assert "rank=" not in body
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait(timeout=10)
 
 
 def test_readers_skip_and_remove_the_files_of_dead_processes(runtime):

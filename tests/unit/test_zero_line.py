@@ -24,6 +24,7 @@ import pytest
 import _boltring_hook as hook
 import boltring
 from ports import free_port_run, free_ports
+from processes import killed_at_exit
 from test_mlx_dropin import plain_hostfile
 
 WORKER = Path(__file__).with_name("plain_mx_worker.py")
@@ -161,8 +162,7 @@ def test_mlx_launch_without_it_runs_the_same_script_on_mlx_ring(tmp_path: Path) 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("style", ["exo", "mlx-lm"])
 def test_boltring_run_runs_an_unmodified_script_on_boltring(tmp_path: Path, style: str) -> None:
-    procs = []
-    try:
+    with killed_at_exit() as procs:
         for rank, entries in enumerate(plain_hostfile(free_ports(2))):
             path = tmp_path / f"hosts_{rank}.json"
             path.write_text(json.dumps(entries))
@@ -171,11 +171,6 @@ def test_boltring_run_runs_an_unmodified_script_on_boltring(tmp_path: Path, styl
             procs.append(subprocess.Popen(argv, env=child_env(MLX_HOSTFILE=str(path), MLX_RANK=str(rank)),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         outs = [proc.communicate(timeout=90) for proc in procs]
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
     assert [proc.returncode for proc in procs] == [0, 0], [err[-2000:] for _, err in outs]
     found = reports("\n".join(out for out, _ in outs), "\n".join(err for _, err in outs), 2)
     assert_on_boltring(found)

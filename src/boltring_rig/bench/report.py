@@ -151,8 +151,21 @@ def _x(r: float | None) -> str:
 
 # ------------------------------------------------------------------ tables
 
-def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+TableData = tuple[str, list[str], list[list[str]]]  # (title, header, rows)
+
+
+def tables(results: dict[str, Any]) -> list[TableData]:
     """(title, header, rows) for the terminal."""
+    out = _collective_tables(results)
+    for table in (_ceiling_table, _publish_table, _decode_table, _kernel_table, _target_table):
+        made = table(results)
+        if made is not None:
+            out.append(made)
+    return out
+
+
+def _collective_tables(results: dict[str, Any]) -> list[TableData]:
+    """One table per collective: boltring's and MLX ring's medians side by side."""
     p = points(results)
     out = []
     ip = results.get("baselines", {}).get("iperf3", {}).get("per_direction_Bps")
@@ -163,79 +176,110 @@ def tables(results: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
         for dtype in dtypes:
             for size in sizes:
                 b, m = p.get(("boltring", op, dtype, size)), p.get(("mlx", op, dtype, size))
-                if not b and not m:
-                    continue
-                sp = _sockperf_us(results, size)
-                rows.append([dtype, size_label(size),
-                             _us(b and b["latency_s"]), _us(m and m["latency_s"]),
-                             _x(_ratio(b and b["latency_s"], m and m["latency_s"])),
-                             "" if sp is None else f"{sp:.1f} us",
-                             _gb(b and b["Bps"]), _gb(m and m["Bps"]),
-                             _x(_ratio(b and b["Bps"], m and m["Bps"])),
-                             _x(_ratio(b and b["Bps"], ip)),
-                             "" if (b is None or b["ok"]) and (m is None or m["ok"]) else "WRONG"])
+                if b or m:
+                    rows.append(_collective_row(results, dtype, size, b, m, ip))
         if rows:
             out.append((f"{OP_TITLES[op]}: medians on rank 0", [
                 "dtype", "size", "boltring", "MLX ring", "lat b/m", "sockperf", "boltring", "MLX ring",
                 "bw b/m", "b/iperf3", "check"], rows))
+    return out
+
+
+def _collective_row(results: dict[str, Any], dtype: str, size: int, b: dict[str, Any] | None,
+                    m: dict[str, Any] | None, ip: float | None) -> list[str]:
+    sp = _sockperf_us(results, size)
+    return [dtype, size_label(size),
+            _us(b and b["latency_s"]), _us(m and m["latency_s"]),
+            _x(_ratio(b and b["latency_s"], m and m["latency_s"])),
+            "" if sp is None else f"{sp:.1f} us",
+            _gb(b and b["Bps"]), _gb(m and m["Bps"]),
+            _x(_ratio(b and b["Bps"], m and m["Bps"])),
+            _x(_ratio(b and b["Bps"], ip)),
+            "" if (b is None or b["ok"]) and (m is None or m["ok"]) else "WRONG"]
+
+
+def _ceiling_table(results: dict[str, Any]) -> TableData | None:
+    """What the link itself does: iperf3 and sockperf."""
     base = results.get("baselines", {})
-    if base:
-        rows = []
-        if "iperf3" in base:
-            i = base["iperf3"]
-            lo, hi = i["spread_Bps"]
-            detail = (f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}; "
-                      f"mean of {i['runs']} runs ({_gb(lo)} .. {_gb(hi)})")
-            rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]), detail])
-        for row in base.get("sockperf", []):
-            runs = ", ".join(f"{x:.1f}" for x in row["p50_runs_us"])
-            rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
-                         f"one way (half RTT), p50 of runs: {runs} us; {row['observations']} samples"])
-        out.append(("link ceiling (node 0 <-> node 1, thunderbolt0)", ["tool", "size", "median", "detail"], rows))
+    if not base:
+        return None
+    rows = []
+    if "iperf3" in base:
+        i = base["iperf3"]
+        lo, hi = i["spread_Bps"]
+        detail = (f"forward {_gb(i['forward_Bps'])}, reverse {_gb(i['reverse_Bps'])}; "
+                  f"mean of {i['runs']} runs ({_gb(lo)} .. {_gb(hi)})")
+        rows.append(["iperf3 --bidir", "per direction", _gb(i["per_direction_Bps"]), detail])
+    for row in base.get("sockperf", []):
+        runs = ", ".join(f"{x:.1f}" for x in row["p50_runs_us"])
+        rows.append(["sockperf ping-pong", size_label(row["bytes"]), f"{row['p50_us']:.1f} us",
+                     f"one way (half RTT), p50 of runs: {runs} us; {row['observations']} samples"])
+    return ("link ceiling (node 0 <-> node 1, thunderbolt0)", ["tool", "size", "median", "detail"], rows)
+
+
+def _publish_table(results: dict[str, Any]) -> TableData | None:
+    """A small all_sum with the group's state published, and not."""
     pub = results.get("publish", {})
-    if "published" in pub and "not published" in pub:
-        on, off = pub["published"], pub["not published"]
-        rows = [[name, _us(d["median_us"] / 1e6), _us(d["mean_us"] / 1e6), _us(d["p99_us"] / 1e6), str(d["samples"]),
-                 " ".join(f"{x:.1f}" for x in d["pass_medians_us"])] for name, d in (("published", on),
-                                                                                ("not published", off))]
-        rows.append(["published / not", *(_x(_ratio(on[k], off[k])) for k in ("median_us", "mean_us", "p99_us")),
-                     "", f"pass by pass (ABBA neighbours), median ratio {_x(pub.get('paired_ratio'))}"])
-        out.append(("16 KiB bf16 all_sum with the group's state published or not (rank 0)",
-                    ["", "median of the passes", "mean", "p99", "samples", "median of each pass (us)"], rows))
+    if "published" not in pub or "not published" not in pub:
+        return None
+    on, off = pub["published"], pub["not published"]
+    rows = [[name, _us(d["median_us"] / 1e6), _us(d["mean_us"] / 1e6), _us(d["p99_us"] / 1e6), str(d["samples"]),
+             " ".join(f"{x:.1f}" for x in d["pass_medians_us"])] for name, d in (("published", on),
+                                                                            ("not published", off))]
+    rows.append(["published / not", *(_x(_ratio(on[k], off[k])) for k in ("median_us", "mean_us", "p99_us")),
+                 "", f"pass by pass (ABBA neighbours), median ratio {_x(pub.get('paired_ratio'))}"])
+    return ("16 KiB bf16 all_sum with the group's state published or not (rank 0)",
+            ["", "median of the passes", "mean", "p99", "samples", "median of each pass (us)"], rows)
+
+
+def _decode_table(results: dict[str, Any]) -> TableData | None:
+    """Decode rates: each system, then each phase of the seed scenario."""
     dec = results.get("decode", {})
-    if dec:
-        rows = []
-        for s, d in dec.items():
-            if not isinstance(d, dict):
-                continue
-            note = " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])
-            if d.get("cpu_cores") is not None:
-                note += f"  | {d['cpu_cores']:.2f} cores busy"
-            if d.get("collective_ms_per_token") is not None:
-                note += f", {d['collective_ms_per_token']:.1f} ms/token in collectives"
-            rows.append([LABELS[s], str(d["ranks"]), _tps(d["tokens_per_s"]), note])
-        seed = results.get("seed", {})
-        for phase, rate in seed.get("tokens_per_s", {}).items():
-            note = " ".join(f"{r['tokens_per_s']:.0f}" for r in seed["phases"][phase])
-            note += f"  | control pair {_tps(seed['control_tokens_per_s'][phase])}"
-            after = {"fallback": "fallback_after_s", "promoted": "promote_after_s"}.get(phase)
-            if after and after in seed:
-                note += f"; switched {seed[after]:.2f} s after the link {'broke' if phase == 'fallback' else 'healed'}"
-            rows.append([f"boltring, {phase}", "2", _tps(rate), note])
-        out.append(("decode: tiny Llama (bf16, hidden 256, 16 layers), 64 tokens a round",
-                    ["system", "ranks", "median", "tokens/s of each round"], rows))
+    if not dec:
+        return None
+    rows = [_decode_row(s, d) for s, d in dec.items() if isinstance(d, dict)]
+    seed = results.get("seed", {})
+    for phase, rate in seed.get("tokens_per_s", {}).items():
+        rows.append(_seed_row(seed, phase, rate))
+    return ("decode: tiny Llama (bf16, hidden 256, 16 layers), 64 tokens a round",
+            ["system", "ranks", "median", "tokens/s of each round"], rows)
+
+
+def _decode_row(system: str, d: dict[str, Any]) -> list[str]:
+    note = " ".join(f"{r['tokens_per_s']:.0f}" for r in d["rounds"] if not r["warmup"])
+    if d.get("cpu_cores") is not None:
+        note += f"  | {d['cpu_cores']:.2f} cores busy"
+    if d.get("collective_ms_per_token") is not None:
+        note += f", {d['collective_ms_per_token']:.1f} ms/token in collectives"
+    return [LABELS[system], str(d["ranks"]), _tps(d["tokens_per_s"]), note]
+
+
+def _seed_row(seed: dict[str, Any], phase: str, rate: float) -> list[str]:
+    note = " ".join(f"{r['tokens_per_s']:.0f}" for r in seed["phases"][phase])
+    note += f"  | control pair {_tps(seed['control_tokens_per_s'][phase])}"
+    after = {"fallback": "fallback_after_s", "promoted": "promote_after_s"}.get(phase)
+    if after and after in seed:
+        note += f"; switched {seed[after]:.2f} s after the link {'broke' if phase == 'fallback' else 'healed'}"
+    return [f"boltring, {phase}", "2", _tps(rate), note]
+
+
+def _kernel_table(results: dict[str, Any]) -> TableData | None:
     kern = results.get("kernels", [])
-    if kern:
-        rows = [[r["dtype"], size_label(r["bytes"]), f"{r['boltring_GBps']:.2f} GB/s",
-                 f"{r['numpy_GBps']:.2f} GB/s" if "numpy_GBps" in r else "n/a (no bfloat16)",
-                 _x(r.get("ratio"))] for r in kern]
-        out.append(("reduce kernels (sum, in place)", ["dtype", "size", "boltring", "numpy", "ratio"], rows))
+    if not kern:
+        return None
+    rows = [[r["dtype"], size_label(r["bytes"]), f"{r['boltring_GBps']:.2f} GB/s",
+             f"{r['numpy_GBps']:.2f} GB/s" if "numpy_GBps" in r else "n/a (no bfloat16)",
+             _x(r.get("ratio"))] for r in kern]
+    return ("reduce kernels (sum, in place)", ["dtype", "size", "boltring", "numpy", "ratio"], rows)
+
+
+def _target_table(results: dict[str, Any]) -> TableData | None:
     rows = [[t["target"], "n/a" if t["value"] is None else f"{t['value']:.3g}", t["goal"],
              {True: "met", False: "MISSED", None: "not measured"}[t["met"]], t["detail"]]
             for t in results.get("targets", [])]
-    if rows:
-        out.append(("targets", ["target", "value", "goal", "", "detail"], rows))
-    return out
+    if not rows:
+        return None
+    return ("targets", ["target", "value", "goal", "", "detail"], rows)
 
 
 def show(results: dict[str, Any], ui: Any) -> None:
