@@ -24,11 +24,12 @@ import pytest
 from boltring_rig.lab import Lab
 from boltring_rig.lab import netns
 from fault_tools import Worker, has, lab_namespaces, on
+from ports import free_port
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(150)]
 
 PREFIX = f"fm{os.getpid() % 10000}"
-PORT = 52300  # inside the lab's own namespaces: nothing else listens there
+PORT = free_port()  # any free port: the ranks listen only inside this test's own lab namespaces
 SECRET = "formation-secret"
 STRANGER = "192.168.4.77"  # on node 1's thunderbolt0, beside rank 1's 192.168.4.2
 
