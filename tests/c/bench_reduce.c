@@ -20,16 +20,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static size_t dt_size(int dt)
-{
-    switch (dt) {
-    case BOLT_DT_BOOL: case BOLT_DT_U8: case BOLT_DT_I8: return 1;
-    case BOLT_DT_U16: case BOLT_DT_I16: case BOLT_DT_F16: case BOLT_DT_BF16: return 2;
-    case BOLT_DT_U32: case BOLT_DT_I32: case BOLT_DT_F32: return 4;
-    default: return 8;
-    }
-}
-
 /* Plain finite values, so no dtype runs on special cases. */
 static void fill(unsigned char *p, size_t n, int dt, unsigned seed)
 {
@@ -55,7 +45,7 @@ static void fill(unsigned char *p, size_t n, int dt, unsigned seed)
         case BOLT_DT_F64: d = f; memcpy(p + 8 * i, &d, 8); break;
         case BOLT_DT_C64: memcpy(p + 8 * i, &f, 4); memcpy(p + 8 * i + 4, &f, 4); break;
         default: {
-            size_t sz = dt_size(dt), k;
+            size_t sz = bolt_dtype_size(dt), k;
             for (k = 0; k < sz; k++)
                 p[i * sz + k] = (unsigned char)(x >> (k % 3 * 8));
         }
@@ -66,7 +56,7 @@ static void fill(unsigned char *p, size_t n, int dt, unsigned seed)
 /* Best rate over repeated calls, for about `budget` seconds. */
 static double bench(int op, int dt, size_t bytes, double budget)
 {
-    size_t sz = dt_size(dt), n = bytes / sz;
+    size_t sz = bolt_dtype_size(dt), n = bytes / sz;
     unsigned char *d = malloc(n * sz), *s = malloc(n * sz);
     double best = 1e30, t_end, t0, t1;
     int reps = 0;

@@ -81,21 +81,11 @@ static const char *op_name(int op)
     return op == BOLT_SUM ? "sum" : op == BOLT_MAX ? "max" : op == BOLT_MIN ? "min" : "?";
 }
 
-static size_t dt_size(int dt)
-{
-    switch (dt) {
-    case BOLT_DT_BOOL: case BOLT_DT_U8: case BOLT_DT_I8: return 1;
-    case BOLT_DT_U16: case BOLT_DT_I16: case BOLT_DT_F16: case BOLT_DT_BF16: return 2;
-    case BOLT_DT_U32: case BOLT_DT_I32: case BOLT_DT_F32: return 4;
-    default: return 8;
-    }
-}
-
 /* Element i of an array of dt as raw bits (memory layout kept for c64). */
 static uint64_t ld(const void *p, size_t i, int dt)
 {
     uint64_t v = 0;
-    size_t sz = dt_size(dt);
+    size_t sz = bolt_dtype_size(dt);
     if (sz == 8) {
         memcpy(&v, (const char *)p + i * 8, 8);
     } else if (sz == 4) {
@@ -114,7 +104,7 @@ static uint64_t ld(const void *p, size_t i, int dt)
 
 static void st(void *p, size_t i, int dt, uint64_t v)
 {
-    size_t sz = dt_size(dt);
+    size_t sz = bolt_dtype_size(dt);
     if (sz == 8) {
         memcpy((char *)p + i * 8, &v, 8);
     } else if (sz == 4) {
@@ -210,7 +200,7 @@ static uint64_t mlx_pick(int op, double x, double y, uint64_t xb, uint64_t yb)
 
 static uint64_t ref_elem(int op, int dt, uint64_t x, uint64_t y)
 {
-    size_t sz = dt_size(dt);
+    size_t sz = bolt_dtype_size(dt);
     uint64_t mask = sz == 8 ? ~(uint64_t)0 : (((uint64_t)1 << (8 * sz)) - 1);
     uint64_t sbit = (uint64_t)1 << (8 * sz - 1);
     switch (dt) {
@@ -413,7 +403,7 @@ static void test_known(void)
     long bad = 0;
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const known_case *k = &cases[c];
-        size_t sz = dt_size(k->dt);
+        size_t sz = bolt_dtype_size(k->dt);
         for (op = BOLT_SUM; op <= BOLT_MIN; op++) {
             const void *want = op == BOLT_SUM ? k->sum : op == BOLT_MAX ? k->max : k->min;
             unsigned char d[64], s[64];
@@ -605,7 +595,7 @@ static void test_counts(void)
     int dt, op;
     size_t ci, oi, i;
     for (dt = 1; dt <= BOLT_DT_MAX; dt++) {
-        size_t sz = dt_size(dt);
+        size_t sz = bolt_dtype_size(dt);
         for (op = BOLT_SUM; op <= BOLT_MIN; op++)
             for (ci = 0; ci < sizeof counts / sizeof counts[0]; ci++)
                 for (oi = 0; oi < sizeof offs / sizeof offs[0]; oi++) {
@@ -718,7 +708,7 @@ static void test_fixture(const char *path)
         char name[120];
         long sbad = 0;
         if (rd_u32(f, &dt) || rd_u32(f, &sz) || rd_u32(f, &n) || rd_u32(f, &resv) || dt < 1 ||
-            dt > BOLT_DT_MAX || sz != dt_size((int)dt) || n > (1u << 24)) {
+            dt > BOLT_DT_MAX || sz != bolt_dtype_size((int)dt) || n > (1u << 24)) {
             printf("FAIL mlx fixture: bad section %u header\n", sec);
             g_fail++;
             fclose(f);

@@ -208,6 +208,14 @@ def test_two_stage_pipeline_with_send_and_recv_like_is_bit_identical_to_the_whol
             assert np.array_equal(bits(job[key]), bits(single[key])), f"{job['backend']} pipeline {key}"
 
 
+def outage(lab: Lab) -> None:
+    """The scenario: 0.3 s into teacher forcing, thunderbolt0 is gone for 2 s."""
+    time.sleep(0.3)
+    lab.break_link(1)
+    time.sleep(2.0)
+    lab.heal(1)
+
+
 @pytest.mark.timeout(120)
 def test_decode_survives_a_thunderbolt_break_falls_back_says_so_and_returns(
         labs: dict[int, Lab], tmp_path: Path) -> None:
@@ -219,14 +227,8 @@ def test_decode_survives_a_thunderbolt_break_falls_back_says_so_and_returns(
     lab, opts = labs[2], ("--forced", "300")
     calm = run_job(lab, "boltring", tmp_path, 2, *opts, hostfile="full")
 
-    def break_and_heal() -> None:
-        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
-        lab.break_link(1)
-        time.sleep(2.0)
-        lab.heal(1)
-
     try:
-        broken = run_job(lab, "boltring", tmp_path, 2, *opts, hostfile="full", while_forcing=break_and_heal)
+        broken = run_job(lab, "boltring", tmp_path, 2, *opts, hostfile="full", while_forcing=lambda: outage(lab))
     finally:
         lab.heal(1)
     check_job(calm, "boltring", 2)
@@ -247,14 +249,8 @@ def test_with_exos_hostfile_decode_rides_out_a_thunderbolt_outage(
     lab, opts = labs[2], ("--forced", "300", "--timeout", "8")
     calm = run_job(lab, "boltring", tmp_path, 2, *opts)
 
-    def break_and_heal() -> None:
-        time.sleep(0.3)  # the scenario: 0.3 s into teacher forcing, a 2 s outage
-        lab.break_link(1)
-        time.sleep(2.0)
-        lab.heal(1)
-
     try:
-        broken = run_job(lab, "boltring", tmp_path, 2, *opts, while_forcing=break_and_heal)
+        broken = run_job(lab, "boltring", tmp_path, 2, *opts, while_forcing=lambda: outage(lab))
     finally:
         lab.heal(1)
     assert any("fallback" in r["events"] for r in broken), [r["events"] for r in broken]

@@ -238,6 +238,13 @@ class Run:
         for p in procs:
             self.procs.wait(p, timeout)
 
+    def stop_all(self, live: dict[str, list[Any]]) -> None:
+        """Tell every system's workers to stop, and wait for them."""
+        for procs in live.values():
+            for p in procs:
+                p.say("stop")
+            self.finish(procs, 10)
+
     def stage(self, name: str, fn: Any) -> None:
         if name in self.opts.skip:
             self.results["skipped"][name] = "--skip"
@@ -398,10 +405,7 @@ class Run:
                             self.ui.case(system, lines[0])
                         advance()
         finally:
-            for procs in live.values():
-                for p in procs:
-                    p.say("stop")
-                self.finish(procs, 10)
+            self.stop_all(live)
         return out
 
     def step(self, procs: list[Any], kind: str, timeout: float) -> list[dict[str, Any]]:
@@ -443,10 +447,7 @@ class Run:
                             self.fail(f"decode ({system})", exc, live.pop(system))
                         advance()
         finally:
-            for procs in live.values():
-                for p in procs:
-                    p.say("stop")
-                self.finish(procs, 10)
+            self.stop_all(live)
         for system, got in rounds.items():
             timed = [r for r in got if not r["warmup"]]
             if not timed:
