@@ -77,11 +77,22 @@ _LINK_ERRNOS = {
 _PEER_ERRNOS = {_errno.ECONNRESET, _errno.EPIPE, _errno.ECONNABORTED, _errno.ENOTCONN}
 
 
+# Called (no arguments) whenever the core reports an interface missing: a bound
+# socket or a lookup found no such interface (ENOIF), or a bound socket's device went
+# away (ENODEV, ENXIO).  The control plane's cached interface facts are then stale:
+# boltring.control.interfaces adds its invalidate() here.
+interface_gone_hooks = []
+_GONE_ERRNOS = {_errno.ENODEV, _errno.ENXIO}
+
+
 def error_for(int rc, str where):
     """The exception for a negative code from C, its message naming `where`, its
     `code` the code itself."""
     exc = _exception_for(rc, where)
     exc.code = rc
+    if rc == BOLT_ENOIF or -rc in _GONE_ERRNOS:
+        for hook in list(interface_gone_hooks):
+            hook()
     return exc
 
 
