@@ -103,7 +103,14 @@ void bolt_header_encode(const bolt_header *h, uint8_t out[BOLT_HEADER_SIZE]);
  * kind, dtype, flags, reserved, length bound.  0 or a BOLT_E* code. */
 int bolt_header_decode(const uint8_t in[BOLT_HEADER_SIZE], bolt_header *h);
 
+/* CRC32C (Castagnoli) of data, continuing from crc (0 to start): with the
+ * CPU's CRC32C instructions when it has them (bolt_crc32c_hw), else the
+ * table.  bolt_crc32c_sw is always the table: the same values, slower. */
 uint32_t bolt_crc32c(uint32_t crc, const void *data, size_t len);
+uint32_t bolt_crc32c_sw(uint32_t crc, const void *data, size_t len);
+/* 1 when bolt_crc32c runs on the CPU's instructions (SSE4.2 on x86-64,
+ * ARMv8 CRC32 on aarch64), 0 when it uses the table. */
+int bolt_crc32c_hw(void);
 
 /* --------------------------------------------------------------- sockets */
 
@@ -187,7 +194,8 @@ void bolt_op_reduce(bolt_op *op, int rop, int dtype, void *dst, const void *src,
                     uint64_t count);
 
 /* Send op: set header flags (BOLT_FLAG_FINAL, BOLT_FLAG_ACKED with `ack`)
- * before the first run; re-encodes the header. */
+ * before the first run; re-encodes the header (a CRC bolt_op_send computed
+ * is kept: the payload must not have changed since). */
 void bolt_op_flags(bolt_op *op, uint8_t flags, uint32_t ack);
 
 /* Recv op: once the frame is complete and reduced, copy the reduce's

@@ -78,8 +78,9 @@ void bolt_op_flags(bolt_op *op, uint8_t flags, uint32_t ack)
     bolt_header h;
     bolt_header_init(&h, op->kind, op->dtype, op->seq, op->len);
     h.flags = (uint8_t)(flags | (op->flags & BOLT_FLAG_CRC));
-    if (op->flags & BOLT_FLAG_CRC)
-        h.crc = bolt_crc32c(0, op->buf, (size_t)op->len);
+    if (op->flags & BOLT_FLAG_CRC) /* computed by bolt_op_send: the payload is the same */
+        h.crc = (uint32_t)op->hdr[24] | (uint32_t)op->hdr[25] << 8 | (uint32_t)op->hdr[26] << 16
+                | (uint32_t)op->hdr[27] << 24;
     if (flags & BOLT_FLAG_ACKED)
         h.reserved = ack;
     op->flags = h.flags;

@@ -61,7 +61,7 @@ void reduce_into(Frame* r, int op, int dtype, char* dst, const char* src, size_t
 }
 
 Op make_op(Ctx& c, uint64_t nbytes, bool matched = true) {
-  return Op(*c.arena, nbytes, matched, c.deadline_ns, c.wake_fd, c.interrupted);
+  return Op(*c.arena, nbytes, matched, c.deadline_ns, c.wake_fd, c.interrupted, c.crc);
 }
 
 void add_sends(Op& op, Link* l, const char* buf, uint64_t len, int dt) {

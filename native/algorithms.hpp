@@ -38,6 +38,7 @@ struct Ctx {
   int64_t deadline_ns = 0;
   int wake_fd = -1;
   const std::atomic<bool>* interrupted = nullptr;
+  bool crc = false;  // CRC32C on the DATA frames sent
   Link* link(int peer) const;
 };
 

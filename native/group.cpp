@@ -186,6 +186,7 @@ void BoltGroup::run(uint64_t ticket, const std::function<void(Ctx&)>& body) {
   c.deadline_ns = deadline;
   c.wake_fd = wake_[0];
   c.interrupted = &g_interrupted;
+  c.crc = crc_;
   g_interrupted = false;  // a Ctrl-C before this collective was Python's to handle
   try {
     const int64_t start = bolt_now_ns();

@@ -61,6 +61,10 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
   // A failure that ends the group (every later operation raises it), or none.
   std::optional<Failure> failure();
   void set_timeout(double timeout_s) { timeout_ns_ = static_cast<int64_t>(timeout_s * 1e9); }
+  // CRC32C on every DATA frame this rank sends (from the next operation on);
+  // frames that carry one are checked on receipt whatever this says.
+  void set_crc(bool on) { crc_ = on; }
+  bool crc() const { return crc_; }
   GroupStats stats();
   int wake_fd() const { return wake_[1]; }
 
@@ -85,6 +89,7 @@ class BoltGroup : public mx::distributed::detail::GroupImpl,
 
   const int rank_, size_;
   std::atomic<int64_t> timeout_ns_;
+  std::atomic<bool> crc_{false};
   int wake_[2] = {-1, -1};
   std::mutex mu_;
   std::condition_variable turn_cv_;

@@ -168,6 +168,8 @@ NB_MODULE(_native, m) {
            }, "wait_s"_a, "Wait until every dispatched collective has finished (at exit, before GOODBYE).")
       .def_prop_ro("closed", &BoltGroup::closed)
       .def("set_timeout", &BoltGroup::set_timeout, "timeout_s"_a)
+      .def_prop_rw("crc", &BoltGroup::crc, &BoltGroup::set_crc,
+                   "CRC32C on every DATA frame this rank sends (frames that carry one are always checked)")
       .def("failure", [](BoltGroup& g) -> nb::object {
         auto f = g.failure();
         if (!f) return nb::none();

@@ -73,13 +73,14 @@ void drain(int fd) {
 }  // namespace
 
 Op::Op(Arena& arena, uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd,
-       const std::atomic<bool>* interrupted)
+       const std::atomic<bool>* interrupted, bool crc)
     : a_(arena),
       small_(nbytes <= kCopyLimit),
       matched_(matched),
       deadline_ns_(deadline_ns),
       wake_fd_(wake_fd),
-      interrupted_(interrupted) {
+      interrupted_(interrupted),
+      crc_(crc) {
   if (a_.busy) throw Failure(Fail::Config, "two operations of one group at once");
   a_.busy = true;
 }
@@ -159,7 +160,7 @@ void Op::start(Frame& f) {
     bolt_op_recv(&f.op, l->control_fd(), BOLT_KIND_ACK, BOLT_DT_RAW, 0, nullptr, 0, 1);
     f.op.check_seq = 0;
   } else if (f.send) {
-    bolt_op_send(&f.op, l->fd_for(f.seq), BOLT_KIND_DATA, f.dtype, f.seq, f.buf, f.len, 0);
+    bolt_op_send(&f.op, l->fd_for(f.seq), BOLT_KIND_DATA, f.dtype, f.seq, f.buf, f.len, crc_ ? 1 : 0);
     uint8_t flags = BOLT_FLAG_ACKED;
     if (f.rewritten_by != nullptr && f.rewritten_by->done) flags |= BOLT_FLAG_FINAL;
     bolt_op_flags(&f.op, flags, static_cast<uint32_t>(l->recv_frontier));

@@ -84,8 +84,9 @@ class Op {
 
   // `matched`: every rank is in this operation together (a collective), so it
   // can end with ACKs; a send or a receive is not (the peer may be sending too).
+  // `crc`: DATA frames sent carry CRC32C of their payload.
   Op(Arena& arena, uint64_t nbytes, bool matched, int64_t deadline_ns, int wake_fd,
-     const std::atomic<bool>* interrupted);
+     const std::atomic<bool>* interrupted, bool crc = false);
   ~Op();
   Op(const Op&) = delete;
   Op& operator=(const Op&) = delete;
@@ -123,6 +124,7 @@ class Op {
   const int64_t deadline_ns_;
   const int wake_fd_;
   const std::atomic<bool>* interrupted_;
+  const bool crc_;
 };
 
 }  // namespace boltring

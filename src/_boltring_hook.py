@@ -91,6 +91,7 @@ OPTIONS: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "preflight": ("BOLTRING_PREFLIGHT", switch,
                   "measure every path first and refuse to form the group below the limits"),
     "min_gbps": ("BOLTRING_MIN_GBPS", _positive, "with preflight: throughput floor each way, in Gbit/s"),
+    "crc": ("BOLTRING_CRC", switch, "CRC32C on every data frame sent, checked on receipt"),
 }
 
 

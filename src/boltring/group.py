@@ -58,9 +58,10 @@ class Group(mx.distributed.Group):
     _rendezvous: Rendezvous | None
 
     @classmethod
-    def _form(cls, hostfile: Hostfile, rank: int, settings: Settings) -> Group:
+    def _form(cls, hostfile: Hostfile, rank: int, settings: Settings, *, crc: bool = False) -> Group:
         hostfile.check_rank(rank)
         group, impl = native.make_group(cls, rank, hostfile.size, settings.timeout_s)
+        impl.crc = crc
         group._setup(impl, hostfile, rank, settings)
         return group
 
@@ -250,6 +251,7 @@ def init(
     publish: bool | None = None,
     metrics_port: int | None = None,
     metrics_addr: str | None = None,
+    crc: bool = False,
 ) -> Group:
     """Form the group.  Reads MLX_HOSTFILE and MLX_RANK as MLX's ring backend does;
     arguments override them.  Raises ConfigError for a bad hostfile or rank, Timeout
@@ -263,7 +265,12 @@ def init(
     The group publishes its state for `boltring status` and `boltring watch` unless
     `publish` is False (default: $BOLTRING_PUBLISH, on).  `metrics_port` (default:
     $BOLTRING_METRICS_PORT, none) serves Prometheus metrics on `metrics_addr`
-    (default: $BOLTRING_METRICS_ADDR, else 127.0.0.1); 0 takes a free port."""
+    (default: $BOLTRING_METRICS_ADDR, else 127.0.0.1); 0 takes a free port.
+
+    With `crc`, every DATA frame this rank sends carries CRC32C of its payload
+    (on the CPU's CRC32C instructions where it has them), and a frame that does
+    not match is a ProtocolError naming CRC32C; frames that carry one are checked
+    whatever this says, so each rank chooses for what it sends."""
     if fallback not in ("allow", "never"):
         raise ConfigError(f"fallback must be 'allow' or 'never', not {fallback!r}")
     if isinstance(hostfile, Hostfile):
@@ -283,7 +290,7 @@ def init(
     settings = Settings(timeout_s=timeout_s, prefer_wait_s=prefer_wait_s, probe_interval_s=probe_interval_s,
                         max_rtt_ms=max_rtt_ms, k=k, fallback=fallback, secret=handshake.secret_from(secret),
                         publish=publisher.enabled(publish), metrics=metrics.configured(metrics_port, metrics_addr))
-    return Group._form(hf, rank, settings)
+    return Group._form(hf, rank, settings, crc=crc)
 
 
 def _handle_signals() -> None:

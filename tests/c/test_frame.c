@@ -135,6 +135,40 @@ static void test_crc32c(void)
     CHECK(bolt_crc32c(0, NULL, 0) == 0);
     /* incremental == one shot */
     CHECK(bolt_crc32c(bolt_crc32c(0, "1234", 4), "56789", 5) == 0xE3069283u);
+    CHECK(bolt_crc32c_sw(0, "123456789", 9) == 0xE3069283u);
+    CHECK(bolt_crc32c_sw(0, NULL, 0) == 0);
+}
+
+/* The hardware path (when this CPU has one) gives the table's CRC for every
+ * start alignment and every length 0..4096, and for lengths that reach the
+ * three-stream loop (12 KiB and up), whole and continued. */
+static void test_crc32c_hardware_matches_table(void)
+{
+    enum { N = 3 * 4096 * 3 + 64 };
+    static uint8_t buf[N];
+    uint32_t x = 0x9e3779b9u;
+    int bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (uint8_t)x;
+    }
+    printf("test_frame: CRC32C in %s\n", bolt_crc32c_hw() ? "hardware" : "software (table)");
+    for (size_t start = 0; start < 16; start++)
+        for (size_t len = 0; len <= 4096; len++)
+            bad += bolt_crc32c(0, buf + start, len) != bolt_crc32c_sw(0, buf + start, len);
+    CHECK(bad == 0);
+    bad = 0;
+    for (size_t len = 3 * 4096 - 9; len <= N - 16; len += 4093)
+        for (size_t start = 0; start < 16; start += 5) {
+            uint32_t sw = bolt_crc32c_sw(0, buf + start, len);
+            bad += bolt_crc32c(0, buf + start, len) != sw;
+            bad += bolt_crc32c(bolt_crc32c(0, buf + start, len / 3), buf + start + len / 3,
+                               len - len / 3) != sw;
+            bad += bolt_crc32c(0x12345678u, buf + start, len) != bolt_crc32c_sw(0x12345678u, buf + start, len);
+        }
+    CHECK(bad == 0);
 }
 
 /* ----------------------------------------------------------- transfer */
@@ -352,6 +386,7 @@ int main(void)
     test_header_round_trip();
     test_each_header_field_is_checked();
     test_crc32c();
+    test_crc32c_hardware_matches_table();
     test_send_and_receive_round_trip();
     test_frames_on_one_socket_go_in_order();
     test_each_unexpected_frame_is_refused();

@@ -290,3 +290,52 @@ def test_large_messages_take_turns_over_every_primary_kind_address(tmp_path, pro
     for proc in procs:
         out = json.loads(proc.stdout.readline())
         assert out["ok"] and out["stripes"] == 2, out
+
+
+CRC_RANK = textwrap.dedent(
+    """
+    import json, sys
+    import mlx.core as mx
+    import boltring
+    hostfile, rank, crc = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+    try:
+        # a short deadline: the forwarder accepts rank 1's re-dials after rank 0 has gone
+        g = boltring.init(hostfile, rank, crc=crc, prefer_wait_s=0, timeout_s=5)
+        x = mx.full((1 << 20,), rank + 1, mx.float32)  # 1 + 2: any one bit flipped shows in the sum
+        want = mx.full((1 << 20,), 3, mx.float32)
+        wrong = 0
+        for _ in range(4):  # 4 MiB each way, in pieces of 1 MiB: the flip lands in a payload
+            wrong += int(not mx.array_equal(g.all_sum(x), want).item())
+        print("done", wrong, flush=True)
+        g.close()
+    except boltring.BoltError as e:
+        print("error", type(e).__name__, e, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("crc", [True, False])
+def test_a_group_with_crc_turns_a_corrupted_payload_into_a_protocol_error(tmp_path, procs, crc):
+    """Rank 1 reaches rank 0 through a forwarder that flips one bit 2 MiB into each
+    connection (the data connection's, and a later epoch's if the forwarder's delay
+    makes the dialer dial again): with crc=True rank 0 raises ProtocolError naming
+    CRC32C; without it a corrupted sum is returned as if it were right."""
+    from corrupt import CorruptingProxy
+
+    p0, p1 = free_ports(2)
+    with CorruptingProxy(("127.0.0.1", p0), flip_at=(2 << 20) + 4099, host="127.0.0.3",
+                         source="127.0.0.2") as proxy:
+        mine = tmp_path / "rank0.json"
+        mine.write_text(json.dumps([[f"127.0.0.1:{p0}"], [f"127.0.0.2:{p1}"]]))
+        through = tmp_path / "rank1.json"  # rank 1 dials rank 0 at the forwarder
+        through.write_text(json.dumps([[f"{proxy.address[0]}:{proxy.address[1]}"], [f"127.0.0.2:{p1}"]]))
+        procs += [subprocess.Popen([sys.executable, "-c", CRC_RANK, str(path), str(rank), "1" if crc else "0"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                  for rank, path in ((0, mine), (1, through))]
+        out = procs[0].communicate(timeout=60)[0].split()
+        other = procs[1].communicate(timeout=60)[0].split()
+        assert proxy.flipped >= 1, (out, other)
+    if crc:
+        assert out[:2] == ["error", "ProtocolError"] and "CRC32C" in " ".join(out), (out, other)
+    else:
+        assert out[0] == "done" and int(out[1]) >= 1, (out, other)

@@ -36,6 +36,13 @@ Classification rules, first match wins (``classify``):
 6. Ethernet: names ``eth*``/``en*`` (``enp*``, ``eno*``, ...) backed by a device: a driver
    (Linux), or the OS/hardware-port saying wired (macOS, which exposes no driver name).
 7. Everything else -> other.
+
+Caching: ``interfaces()`` serves one snapshot for the whole process for at most
+``CACHE_TTL_S`` (0.25 s: the peer links' probe loops ask several times a second
+each), or until ``invalidate()`` (called when a bound socket reports its interface
+missing, by a hook in ``boltring.data.channel``).  ``snapshot()`` is always fresh,
+except the macOS ``networksetup`` listing, which is asked again only when the set
+of interface names changes.
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ import json
 import os
 import shutil
 import subprocess
+import threading
+import time
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -67,6 +76,7 @@ __all__ = [
     "classify_all",
     "interfaces",
     "interfaces_from_snapshot",
+    "invalidate",
     "load_snapshot",
     "parse_hardware_ports",
     "parse_kind_overrides",
@@ -535,7 +545,7 @@ def snapshot() -> dict[str, Any]:
             text += "%" + names.get(int(a.scope_id), str(int(a.scope_id)))
         rec["addresses"].append(f"{text}/{int(a.prefixlen)}")
     snap: dict[str, Any] = {"platform": sys.platform, "interfaces": records}
-    ports = _darwin_hardware_ports_text()
+    ports = _hardware_ports_for(frozenset(names.values()))
     if ports is not None:
         snap["hardware_ports"] = ports
     return snap
@@ -583,7 +593,75 @@ def interfaces_from_snapshot(
     )
 
 
+#: How long (s) ``interfaces()`` serves one snapshot: at most one fresh snapshot per
+#: this interval for the whole process (tests may set it; 0 caches nothing).
+CACHE_TTL_S = 0.25
+
+_cache_lock = threading.Lock()
+_cache_taken = float("-inf")  # time.monotonic() of the cached snapshot
+_cache_generation = 0  # counts snapshots taken: the classified tables' key
+_cache_snapshot: dict[str, Any] | None = None
+_cache_tables: dict[Any, list[Interface]] = {}  # (generation, overrides, env) -> table
+# the networksetup listing and the interface names it was asked for
+_ports_lock = threading.Lock()
+_ports_cache: tuple[frozenset[str], str | None] | None = None
+
+
+def _hardware_ports_for(names: frozenset[str]) -> str | None:
+    """``networksetup -listallhardwareports`` (macOS), asked again only when the set
+    of interface names is not the one it was last asked for (hardware ports change
+    only with the hardware: a Thunderbolt cable or adapter coming or going)."""
+    global _ports_cache
+    with _ports_lock:
+        if _ports_cache is None or _ports_cache[0] != names:
+            _ports_cache = (names, _darwin_hardware_ports_text())
+        return _ports_cache[1]
+
+
+def invalidate() -> None:
+    """Forget the cached interface facts: the next ``interfaces()`` takes a fresh
+    snapshot (called when a bound socket reports its interface missing)."""
+    global _cache_snapshot, _cache_taken
+    with _cache_lock:
+        _cache_snapshot = None
+        _cache_taken = float("-inf")
+        _cache_tables.clear()
+
+
+try:  # the data plane says when a bound socket finds its interface gone
+    from boltring.data import _core as _data_core
+
+    _data_core.interface_gone_hooks.append(invalidate)
+except ImportError:  # not built: nothing binds sockets either
+    pass
+
+
+def _cached_snapshot() -> tuple[int, dict[str, Any]]:
+    """(generation, snapshot) no older than CACHE_TTL_S.  One thread takes a new
+    snapshot while the others wait for it (a snapshot is a few system calls)."""
+    global _cache_snapshot, _cache_taken, _cache_generation
+    with _cache_lock:
+        now = time.monotonic()
+        if _cache_snapshot is None or now - _cache_taken >= CACHE_TTL_S or now < _cache_taken:
+            _cache_snapshot = snapshot()
+            _cache_taken = time.monotonic()
+            _cache_generation += 1
+            _cache_tables.clear()
+        return _cache_generation, _cache_snapshot
+
+
 def interfaces(overrides: Mapping[str, LinkKind | str] | None = None) -> list[Interface]:
     """This machine's interfaces, classified; ``overrides`` is name -> kind and wins
-    over ``BOLTRING_IFACE_KIND``, which wins over detection."""
-    return interfaces_from_snapshot(snapshot(), overrides)
+    over ``BOLTRING_IFACE_KIND``, which wins over detection.  The facts are at most
+    ``CACHE_TTL_S`` old (``invalidate()`` makes the next call take new ones)."""
+    generation, snap = _cached_snapshot()
+    key = (generation, tuple(sorted((k, str(v)) for k, v in (overrides or {}).items())),
+           os.environ.get(ENV_VAR))
+    with _cache_lock:
+        table = _cache_tables.get(key)
+    if table is None:
+        table = interfaces_from_snapshot(snap, overrides)
+        with _cache_lock:
+            if generation == _cache_generation:
+                _cache_tables[key] = table
+    return list(table)

@@ -68,6 +68,8 @@ cdef extern from "bolt.h" nogil:
     void bolt_header_encode(const bolt_header *h, uint8_t *out)
     int bolt_header_decode(const uint8_t *inp, bolt_header *h)
     uint32_t bolt_crc32c(uint32_t crc, const void *data, size_t len)
+    uint32_t bolt_crc32c_sw(uint32_t crc, const void *data, size_t len)
+    int bolt_crc32c_hw()
     size_t bolt_dtype_size(int dtype)
 
     int bolt_connect(const char *ip, uint16_t port, const char *ifname, int timeout_ms, int sndbuf, int rcvbuf)

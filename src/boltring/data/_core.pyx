@@ -43,6 +43,9 @@ DTYPE_CODES = {"RAW": BOLT_DT_RAW, "BOOL": BOLT_DT_BOOL, "U8": BOLT_DT_U8, "U16"
 # the C core's own failure code a caller tells apart (BoltError.code): the interface is missing
 ENOIF = BOLT_ENOIF
 
+# the header flag that says the crc field holds the payload's CRC32C
+FLAG_CRC = BOLT_FLAG_CRC
+
 HEADER_SIZE = BOLT_HEADER_SIZE
 MAX_PAYLOAD = BOLT_MAX_PAYLOAD
 MAX_OPS = BOLT_MAX_OPS
@@ -74,11 +77,22 @@ _LINK_ERRNOS = {
 _PEER_ERRNOS = {_errno.ECONNRESET, _errno.EPIPE, _errno.ECONNABORTED, _errno.ENOTCONN}
 
 
+# Called (no arguments) whenever the core reports an interface missing: a bound
+# socket or a lookup found no such interface (ENOIF), or a bound socket's device went
+# away (ENODEV, ENXIO).  The control plane's cached interface facts are then stale:
+# boltring.control.interfaces adds its invalidate() here.
+interface_gone_hooks = []
+_GONE_ERRNOS = {_errno.ENODEV, _errno.ENXIO}
+
+
 def error_for(int rc, str where):
     """The exception for a negative code from C, its message naming `where`, its
     `code` the code itself."""
     exc = _exception_for(rc, where)
     exc.code = rc
+    if rc == BOLT_ENOIF or -rc in _GONE_ERRNOS:
+        for hook in list(interface_gone_hooks):
+            hook()
     return exc
 
 
@@ -423,16 +437,27 @@ def decode_header(const uint8_t[:] data):
     return h.kind, h.dtype, h.flags, h.seq, h.length, h.crc
 
 
-def crc32c(data, unsigned int crc=0):
-    """CRC32C (Castagnoli) of a buffer."""
+def crc32c(data, unsigned int crc=0, *, software=False):
+    """CRC32C (Castagnoli) of a buffer, continuing from `crc`: the frames' own
+    function (the CPU's instructions when it has them); `software` forces the
+    table, which gives the same values."""
     cdef Py_buffer view
+    cdef bint sw = software
     PyObject_GetBuffer(data, &view, PyBUF_C_CONTIGUOUS)
     try:
         with nogil:
-            crc = bolt_crc32c(crc, view.buf, <size_t>view.len)
+            if sw:
+                crc = bolt_crc32c_sw(crc, view.buf, <size_t>view.len)
+            else:
+                crc = bolt_crc32c(crc, view.buf, <size_t>view.len)
         return crc
     finally:
         PyBuffer_Release(&view)
+
+
+def crc32c_hardware():
+    """True when frames' CRC32C runs on the CPU's instructions (SSE4.2, ARMv8 CRC32)."""
+    return bolt_crc32c_hw() != 0
 
 
 # ------------------------------------------------------------------- reduce

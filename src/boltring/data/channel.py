@@ -92,11 +92,15 @@ class Channel(_Socket):
     any failure the channel is broken: later calls raise at once.
     """
 
-    def __init__(self, fd: int, *, peer: str, iface: str | None, timeout: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, fd: int, *, peer: str, iface: str | None, timeout: float = DEFAULT_TIMEOUT_S,
+                 crc: bool = False):
         self._fd = fd
         self.peer = peer
         self.iface = iface
         self.timeout = timeout
+        #: DATA frames this end sends carry CRC32C of their payload (frames that
+        #: carry one are checked on receipt whatever this says)
+        self.crc = crc
         self._send_seq = 0
         self._recv_seq = 0
         self._broken: BaseException | None = None
@@ -112,12 +116,14 @@ class Channel(_Socket):
         timeout: float = 10.0,
         sndbuf: int = 0,
         rcvbuf: int = 0,
+        crc: bool = False,
     ) -> Channel:
         """Connect to "ip:port" (or an (ip, port) tuple, as the socket module takes it)
-        through `iface` only (None: unbound), within `timeout` s."""
+        through `iface` only (None: unbound), within `timeout` s.  With `crc`, every
+        DATA frame sent carries CRC32C of its payload."""
         ip, port = endpoint.parse(addr)
         fd = _core.connect(ip, port, iface, timeout, sndbuf, rcvbuf)
-        return cls(fd, peer=endpoint.format(ip, port), iface=iface)
+        return cls(fd, peer=endpoint.format(ip, port), iface=iface, crc=crc)
 
     @property
     def where(self) -> str:
@@ -144,7 +150,8 @@ class Channel(_Socket):
         ops = [(True, self._fd, b, self._send_seq + i, dtype, self.where) for i, b in enumerate(sends)]
         ops += [(False, self._fd, b, self._recv_seq + i, dtype, self.where) for i, b in enumerate(recvs)]
         try:
-            got = _core.transfer(ops, kind, self.timeout if timeout is None else timeout, False, exact)
+            got = _core.transfer(ops, kind, self.timeout if timeout is None else timeout,
+                                 self.crc and kind == _core.KIND_DATA, exact)
         except BaseException as exc:
             self._broken = exc
             raise
@@ -259,11 +266,12 @@ class Listener(_Socket):
     def fileno(self) -> int:
         return self._fd
 
-    def accept(self, timeout: float = 10.0) -> Channel:
-        """The next connection as a Channel, within `timeout` s (`Timeout` otherwise)."""
+    def accept(self, timeout: float = 10.0, *, crc: bool = False) -> Channel:
+        """The next connection as a Channel, within `timeout` s (`Timeout` otherwise);
+        `crc` as for `Channel.connect`."""
         where = f"{self.endpoint} via {self.iface or 'any interface'}"
         fd, ip, port = _core.accept(self._fd, timeout, self._sndbuf, self._rcvbuf, where)
-        return Channel(fd, peer=endpoint.format(ip, port), iface=self.iface)
+        return Channel(fd, peer=endpoint.format(ip, port), iface=self.iface, crc=crc)
 
     def close(self) -> None:
         if self._fd >= 0:
