@@ -143,6 +143,14 @@ static void frame_iov(bolt_op *op, uint64_t payload_len, struct msghdr *m,
 
 /* Progress a send as far as the socket takes it: 1 when done, 0 when it
  * would block, negative on error. */
+
+/* After a failed sendmsg/recvmsg (not EINTR): 0 when the socket would block, else
+   the error as a negative errno. */
+static int would_block(void)
+{
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+}
+
 static int step_send(bolt_op *op)
 {
     for (;;) {
@@ -155,9 +163,7 @@ static int step_send(bolt_op *op)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -errno;
+            return would_block();
         }
         op->done += (uint64_t)n;
     }
@@ -197,9 +203,7 @@ static int step_recv(bolt_op *op)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            return -errno;
+            return would_block();
         }
         if (n == 0)
             return op->done > 0 ? BOLT_ETRUNC : BOLT_ECLOSED;
