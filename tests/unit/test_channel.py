@@ -87,17 +87,22 @@ def test_sending_64_mib_allocates_no_payload_sized_python_memory(channel_pair, b
     assert bytes(memoryview(out)) == bytes(memoryview(x))
 
 
-def test_exchange_is_full_duplex_for_large_buffers(channel_pair, background):
-    """Both sides send 64 MiB at once: only a send and receive in one poll loop
-    can finish without deadlocking on full socket buffers."""
-    client, server = channel_pair
-    a, b = random_array((1 << 24,), mx.float32, 3), random_array((1 << 24,), mx.float32, 4)
+def exchange_both_ways(client, server, a, b, background) -> None:
+    """`a` from client to server and `b` back, at once; each side gets the other's bytes."""
     out_a, out_b = ready(mx.zeros_like(a)), ready(mx.zeros_like(b))
     other = background.submit(server.exchange, b, out_b)
     client.exchange(a, out_a)
     other.result(timeout=30)
     assert bytes(memoryview(out_a)) == bytes(memoryview(b))
     assert bytes(memoryview(out_b)) == bytes(memoryview(a))
+
+
+def test_exchange_is_full_duplex_for_large_buffers(channel_pair, background):
+    """Both sides send 64 MiB at once: only a send and receive in one poll loop
+    can finish without deadlocking on full socket buffers."""
+    client, server = channel_pair
+    a, b = random_array((1 << 24,), mx.float32, 3), random_array((1 << 24,), mx.float32, 4)
+    exchange_both_ways(client, server, a, b, background)
 
 
 def test_non_contiguous_arrays_are_sent_as_their_logical_values(channel_pair, background):
@@ -254,12 +259,7 @@ def test_with_crc_every_data_frame_carries_a_checked_crc32c(loopback, background
         server = listener.accept(timeout=5, crc=True)
     try:
         a, b = random_array((1 << 20,), mx.bfloat16, 5), random_array((1 << 20,), mx.bfloat16, 6)
-        out_a, out_b = ready(mx.zeros_like(a)), ready(mx.zeros_like(b))
-        other = background.submit(server.exchange, b, out_b)
-        client.exchange(a, out_a)
-        other.result(timeout=30)
-        assert bytes(memoryview(out_a)) == bytes(memoryview(b))
-        assert bytes(memoryview(out_b)) == bytes(memoryview(a))
+        exchange_both_ways(client, server, a, b, background)
     finally:
         client.close(goodbye=False)
         server.close(goodbye=False)
